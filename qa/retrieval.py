@@ -1,0 +1,151 @@
+"""Dense + BM25 retrieval over a loaded store, fused, filtered, returned as ``Passage``s."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date as _date
+from typing import Iterable
+
+import numpy as np
+
+from .embedding import Embedder
+from .store import Store
+from .types import Passage
+
+MODES = ("hybrid", "dense", "lexical")
+RRF_K = 60  # the constant of Cormack et al. (2009); larger flattens the rank curve
+MAX_QUERY_CHARS = 20_000  # the embedder reads 256 word pieces anyway; BM25 its first 1024 terms
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict retrieval to some documents and/or a date range (inclusive, ISO dates).
+
+    A date bound excludes documents whose date is unknown.
+    """
+
+    doc_ids: frozenset[str] | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    @classmethod
+    def parse(cls, filters: "dict | Filters | None") -> "Filters | None":
+        if filters is None or isinstance(filters, Filters):
+            return filters
+        if not isinstance(filters, dict):
+            raise TypeError(f"filters must be a dict like {{'doc_ids': [...], 'date_from': 'YYYY-MM-DD'}}, got {type(filters).__name__}")
+        unknown = set(filters) - {"doc_ids", "date_from", "date_to"}
+        if unknown:
+            raise ValueError(f"unknown filter(s) {sorted(unknown)}; use doc_ids, date_from, date_to")
+        doc_ids = filters.get("doc_ids")
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        return cls(
+            doc_ids=frozenset(doc_ids) if doc_ids is not None else None,
+            date_from=_iso(filters.get("date_from"), "date_from"),
+            date_to=_iso(filters.get("date_to"), "date_to"),
+        )
+
+    def allows(self, doc_id: str, doc_date: str | None) -> bool:
+        if self.doc_ids is not None and doc_id not in self.doc_ids:
+            return False
+        if self.date_from or self.date_to:
+            if doc_date is None:
+                return False
+            if self.date_from and doc_date < self.date_from:
+                return False
+            if self.date_to and doc_date > self.date_to:
+                return False
+        return True
+
+
+def _iso(value, name: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return _date.fromisoformat(str(value)[:10]).isoformat()
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from exc
+
+
+def check_query(query: str) -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty: ask about something in the articles")
+    return query[:MAX_QUERY_CHARS]
+
+
+class Retriever:
+    def __init__(self, store: Store, embedder: Embedder):
+        self.store = store
+        self.embedder = embedder
+
+    def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid",
+                 candidates: int | None = None) -> list[Passage]:
+        query = check_query(query)
+        if k <= 0:
+            return []
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        store = self.store
+        if not store.rows:
+            return []
+        parsed = Filters.parse(filters)
+        allowed_rows = self._allowed_rows(parsed)
+        if allowed_rows is not None and not allowed_rows.any():
+            return []
+        n = min(len(store.rows), candidates or max(50, 10 * k))
+
+        ranked: list[list[int]] = []
+        raw: dict[str, dict[int, float]] = {}
+        if mode in ("hybrid", "dense"):
+            allowed_ids = store.vector_ids[allowed_rows] if allowed_rows is not None else None
+            ids, scores = store.vectors.search(self.embedder.encode_query(query), n, allowed_ids)
+            rows = [store.row_of_vector[int(i)] for i in ids]
+            ranked.append(rows)
+            raw["dense"] = dict(zip(rows, scores.tolist()))
+        if mode in ("hybrid", "lexical"):
+            bm25 = store.lexical.scores(query)
+            if allowed_rows is not None:
+                bm25 = np.where(allowed_rows, bm25, 0.0)
+            top = _top(bm25, n)
+            rows = [int(r) for r in top if bm25[r] > 0]
+            ranked.append(rows)
+            raw["lexical"] = {r: float(bm25[r]) for r in rows}
+
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion(ranked)
+        else:
+            fused = raw[mode]
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [self._passage(row, score) for row, score in best]
+
+    def _allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None:
+            return None
+        docs = self.store.documents
+        ok = {doc_id for doc_id, d in docs.items() if filters.allows(doc_id, d.date)}
+        return np.fromiter((doc_id in ok for doc_id in self.store.row_doc_ids), dtype=bool, count=len(self.store.rows))
+
+    def _passage(self, row_index: int, score: float) -> Passage:
+        row = self.store.rows[row_index]
+        doc = self.store.documents[row.doc_id]
+        return Passage(
+            text=doc.text[row.start:row.end], doc_id=row.doc_id, title=doc.title, date=doc.date,
+            start=row.start, end=row.end, score=float(score), chunk_id=row.chunk_id,
+        )
+
+
+def reciprocal_rank_fusion(rankings: Iterable[list[int]], k: int = RRF_K) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank + 1)
+    return fused
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    if len(scores) <= n:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, n)[:n]
+    return part[np.argsort(-scores[part], kind="stable")]

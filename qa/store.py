@@ -1,0 +1,395 @@
+"""The persisted index: documents, chunks, FAISS vectors and BM25, with a manifest.
+
+Layout of ``index/``::
+
+    manifest.json        format version, model, dimension, chunker settings, per-document
+                         hashes and chunk counts, counts, and the generation in use
+    gen-000007/          one complete, immutable generation
+        documents.jsonl  cleaned text and metadata of every document
+        chunks.jsonl     chunk rows: vector id, chunk id, document, offsets, sentence offsets
+        tokens.jsonl     BM25 terms of each chunk row (read only when updating)
+        vectors.faiss    FAISS index keyed by vector id
+        lexical/         bm25s index over the chunk rows
+
+An update writes a new generation beside the old one and then replaces ``manifest.json``
+with ``os.replace`` (atomic): a crash or Ctrl-C at any point leaves the previous manifest
+pointing at the previous, untouched generation. Old generations are deleted afterwards.
+``sync`` (one function) decides what happens to each document: unchanged documents keep
+their chunks and vectors; new and changed ones (by content hash) are chunked and embedded.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .chunking import Chunker, ChunkerSettings, sentence_spans
+from .documents import load_documents
+from .embedding import Embedder, get_embedder
+from .lexical import LexicalIndex, tokenize
+from .types import Chunk, Document, UpdateSummary
+from .vectors import VectorIndex, choose_type
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+Progress = Callable[[int, int, str], None]  # (done, total, message)
+
+
+class IndexError(Exception):  # noqa: A001 - deliberately the package's own name for index problems
+    """The index cannot be used as it is; the message says what to do."""
+
+
+class IndexNotFoundError(IndexError, FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk as stored: its text is ``document.text[start:end]``; sentences are document offsets."""
+
+    vector_id: int
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    title: str | None
+    date: str | None
+    n_chunks: int
+    source_path: str | None
+    chars: int
+
+
+class Store:
+    """One loaded generation of the index (read-only once loaded)."""
+
+    def __init__(self, directory: Path, manifest: dict, documents: dict[str, Document], rows: list[ChunkRow],
+                 vectors: VectorIndex, lexical: LexicalIndex):
+        self.directory = directory
+        self.manifest = manifest
+        self.documents = documents
+        self.rows = rows
+        self.vectors = vectors
+        self.lexical = lexical
+        self.row_of_vector = {row.vector_id: i for i, row in enumerate(rows)}
+        self.vector_ids = np.fromiter((r.vector_id for r in rows), dtype=np.int64, count=len(rows))
+        self.row_doc_ids = np.array([r.doc_id for r in rows], dtype=object)
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    def chunk_text(self, row: ChunkRow) -> str:
+        return self.documents[row.doc_id].text[row.start:row.end]
+
+    def document_infos(self) -> list[DocumentInfo]:
+        per_doc = self.manifest["documents"]
+        return [
+            DocumentInfo(d.doc_id, d.title, d.date, per_doc[d.doc_id]["chunks"], d.source_path, len(d.text))
+            for d in sorted(self.documents.values(), key=lambda d: d.doc_id)
+        ]
+
+    # ---- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, index_dir: str | Path, model: str | None = None) -> "Store":
+        directory = Path(index_dir)
+        manifest = read_manifest(directory)
+        check_compatible(manifest, directory, model)
+        gen = directory / manifest["generation"]
+        try:
+            documents = {}
+            with open(gen / "documents.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    doc = Document(**json.loads(line))
+                    documents[doc.doc_id] = doc
+            rows = []
+            with open(gen / "chunks.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    r = json.loads(line)
+                    rows.append(ChunkRow(r["vector_id"], r["chunk_id"], r["doc_id"], r["start"], r["end"],
+                                         tuple(tuple(s) for s in r["sentences"])))
+            vectors = VectorIndex.load(gen / "vectors.faiss", manifest["index_type"])
+            lexical = LexicalIndex.load(gen / "lexical")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexError(f"index at {directory} is damaged ({exc}); rebuild it with `python -m qa index --rebuild`") from exc
+        if len(vectors) != len(rows) or lexical.size != len(rows):
+            raise IndexError(
+                f"index at {directory} is inconsistent ({len(rows)} chunks, {len(vectors)} vectors, "
+                f"{lexical.size} BM25 rows); rebuild it with `python -m qa index --rebuild`"
+            )
+        return cls(directory, manifest, documents, rows, vectors, lexical)
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.exists():
+        raise IndexNotFoundError(f"no index at {directory} (no {MANIFEST}); build it with `python -m qa index`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexError(f"cannot read {path} ({exc}); rebuild with `python -m qa index --rebuild`") from exc
+
+
+def check_compatible(manifest: dict, directory: Path, model: str | None) -> None:
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexError(
+            f"index at {directory} has format version {version}, this qa reads version {FORMAT_VERSION}: "
+            f"rebuild it with `python -m qa index --rebuild`"
+        )
+    if model is not None and manifest.get("model") != model:
+        raise IndexError(
+            f"index at {directory} was built with model {manifest.get('model')!r}, not {model!r}: "
+            f"rebuild it with `python -m qa index --rebuild` (or load it without asking for another model)"
+        )
+
+
+# ---- updating ----------------------------------------------------------------------------
+def sync(
+    documents_dir: str | Path,
+    index_dir: str | Path,
+    *,
+    rebuild: bool = False,
+    model: str | None = None,
+    chunker_settings: ChunkerSettings | None = None,
+    index_type: str = "auto",
+    progress: Progress | None = None,
+    embedder: Embedder | None = None,
+) -> UpdateSummary:
+    """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``."""
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    notify = progress or (lambda done, total, message: None)
+    with _exclusive(index_dir):
+        notify(0, 1, "reading documents")
+        report = load_documents(documents_dir)
+        old = None
+        if not rebuild and (index_dir / MANIFEST).exists():
+            old = Store.load(index_dir, model=model)
+        model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
+        settings = chunker_settings or (ChunkerSettings(**old.manifest["chunker"]) if old else ChunkerSettings())
+        if old and asdict(settings) != old.manifest["chunker"]:
+            raise IndexError(
+                f"index at {index_dir} was built with chunker settings {old.manifest['chunker']}, not {asdict(settings)}: "
+                f"rebuild it with `python -m qa index --rebuild`"
+            )
+
+        old_docs = old.documents if old else {}
+        skipped_paths = {path for path, _ in report.skipped}
+        new_docs: dict[str, Document] = {}
+        to_embed: list[Document] = []
+        added = updated = unchanged = 0
+        for doc in report.documents:
+            previous = old_docs.get(doc.doc_id)
+            if previous is not None and previous.sha256 == doc.sha256:
+                new_docs[doc.doc_id] = previous
+                unchanged += 1
+            else:
+                new_docs[doc.doc_id] = doc
+                to_embed.append(doc)
+                added += previous is None
+                updated += previous is not None
+        # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
+        for doc_id, previous in old_docs.items():
+            if doc_id not in new_docs and _source_file(previous) in skipped_paths:
+                new_docs[doc_id] = previous
+                unchanged += 1
+        removed = sum(1 for doc_id in old_docs if doc_id not in new_docs)
+
+        embedder = embedder or (get_embedder(model_name) if (to_embed or old is None) else None)
+        if model_name is None:
+            model_name = embedder.name
+        if old is None and embedder.name != model_name:
+            raise IndexError(f"embedder {embedder.name!r} does not match requested model {model_name!r}")
+
+        # Chunk and embed what is new or changed, in one batch.
+        new_rows: list[ChunkRow] = []
+        new_tokens: list[list[str]] = []
+        texts: list[str] = []
+        next_id = int(old.manifest["next_vector_id"]) if old else 0
+        if to_embed:
+            chunker = Chunker(embedder.count_tokens, settings)
+            for i, doc in enumerate(to_embed):
+                notify(i, len(to_embed), f"chunking {doc.doc_id}")
+                for chunk in chunker.split(doc):
+                    new_rows.append(_row(next_id, chunk))
+                    new_tokens.append(tokenize(chunk.text))
+                    texts.append(chunk.text)
+                    next_id += 1
+            notify(0, len(texts), f"embedding {len(texts)} chunks")
+            vectors_new = _encode_with_progress(embedder, texts, notify)
+        else:
+            vectors_new = np.zeros((0, embedder.dimension if embedder else old.manifest["dimension"]), np.float32)
+
+        # Keep the rows of unchanged documents, drop the rest, append the new ones.
+        old_tokens = _read_tokens(old) if old else []
+        kept_rows, kept_tokens, dropped_ids = [], [], []
+        if old:
+            for row, toks in zip(old.rows, old_tokens):
+                if new_docs.get(row.doc_id) is old_docs.get(row.doc_id):
+                    kept_rows.append(row)
+                    kept_tokens.append(toks)
+                else:
+                    dropped_ids.append(row.vector_id)
+        rows = kept_rows + new_rows
+        tokens = kept_tokens + new_tokens
+        dimension = int(old.manifest["dimension"]) if old else embedder.dimension
+
+        # An explicit type is remembered; "auto" keeps what the index was built with.
+        requested_type = index_type if index_type != "auto" or not old else old.manifest.get("requested_index_type", "auto")
+        kind = choose_type(requested_type, len(rows))
+        new_ids = np.array([r.vector_id for r in new_rows], dtype=np.int64)
+        if old and old.manifest["index_type"] == kind:
+            vectors = old.vectors
+            vectors.remove(np.array(dropped_ids, dtype=np.int64))
+            vectors.add(vectors_new, new_ids)
+        else:
+            kept_ids = np.array([r.vector_id for r in kept_rows], dtype=np.int64)
+            all_vectors = np.vstack([old.vectors.vectors(kept_ids), vectors_new]) if old else vectors_new
+            vectors = VectorIndex.build(kind, dimension, all_vectors, np.concatenate([kept_ids, new_ids]) if old else new_ids)
+        lexical = LexicalIndex.fit(tokens)
+
+        summary = UpdateSummary(
+            added=added, updated=updated, removed=removed, unchanged=unchanged, skipped=list(report.skipped),
+            chunks_embedded=len(texts), total_documents=len(new_docs), total_chunks=len(rows),
+        )
+        if old is None or summary.changed or rebuild:
+            notify(len(texts), max(len(texts), 1), "writing index")
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "model": model_name,
+                "dimension": dimension,
+                "chunker": asdict(settings),
+                "index_type": kind,
+                "requested_index_type": requested_type,
+                "next_vector_id": next_id,
+                "documents": {
+                    doc_id: {"sha256": d.sha256, "chunks": 0, "source_path": d.source_path}
+                    for doc_id, d in sorted(new_docs.items())
+                },
+                "counts": {"documents": len(new_docs), "chunks": len(rows)},
+                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            for row in rows:
+                manifest["documents"][row.doc_id]["chunks"] += 1
+            _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical)
+        seconds = time.perf_counter() - t0
+        notify(1, 1, "done")
+        return UpdateSummary(**{**asdict(summary), "skipped": summary.skipped, "seconds": seconds})
+
+
+def _row(vector_id: int, chunk: Chunk) -> ChunkRow:
+    return ChunkRow(vector_id, chunk.chunk_id, chunk.doc_id, chunk.start, chunk.end,
+                    tuple(sentence_spans(chunk.text, chunk.start)))
+
+
+def _source_file(doc: Document) -> str | None:
+    if not doc.source_path:
+        return None
+    path = doc.source_path
+    if ".jsonl:" in path:  # "<file>.jsonl:<line>"
+        path = path.rsplit(":", 1)[0]
+    return path
+
+
+def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress, block: int = 256) -> np.ndarray:
+    """Embed in blocks so long runs report progress; the bar goes to the terminal for big jobs."""
+    show_bar = len(texts) > block and notify is not None
+    parts = []
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(texts), unit="chunk", desc="embedding", leave=False)
+    for i in range(0, len(texts), block):
+        batch = texts[i:i + block]
+        parts.append(embedder.encode(batch))
+        notify(min(i + block, len(texts)), len(texts), f"embedded {min(i + block, len(texts))}/{len(texts)} chunks")
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
+    return np.vstack(parts)
+
+
+def _read_tokens(store: Store) -> list[list[str]]:
+    with open(store.directory / store.manifest["generation"] / "tokens.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _write_generation(index_dir: Path, manifest: dict, documents: dict[str, Document], rows: list[ChunkRow],
+                      tokens: list[list[str]], vectors: VectorIndex, lexical: LexicalIndex) -> None:
+    number = 1 + max([int(p.name.split("-")[1]) for p in index_dir.glob("gen-*") if p.name.split("-")[1].isdigit()] or [0])
+    name = f"gen-{number:06d}"
+    gen = index_dir / name
+    gen.mkdir()
+    with open(gen / "documents.jsonl", "w", encoding="utf-8") as fh:
+        for doc in sorted(documents.values(), key=lambda d: d.doc_id):
+            fh.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
+    with open(gen / "chunks.jsonl", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps({"vector_id": row.vector_id, "chunk_id": row.chunk_id, "doc_id": row.doc_id,
+                                 "start": row.start, "end": row.end, "sentences": row.sentences}) + "\n")
+    with open(gen / "tokens.jsonl", "w", encoding="utf-8") as fh:
+        for toks in tokens:
+            fh.write(json.dumps(toks, ensure_ascii=False) + "\n")
+    vectors.save(gen / "vectors.faiss")
+    lexical.save(gen / "lexical")
+    _fsync_tree(gen)
+    previous = json.loads((index_dir / MANIFEST).read_text()).get("generation") if (index_dir / MANIFEST).exists() else None
+    manifest = {**manifest, "generation": name}
+    tmp = index_dir / f".{MANIFEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / MANIFEST)  # the commit point
+    _fsync_dir(index_dir)
+    # Loaded indexes hold everything in memory; the previous generation stays one round for a
+    # reader that read the old manifest a moment ago, older ones (and crashed attempts) go.
+    for old_gen in index_dir.glob("gen-*"):
+        if old_gen.name not in (name, previous):
+            shutil.rmtree(old_gen, ignore_errors=True)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _exclusive(index_dir: Path) -> Iterator[None]:
+    """One writer at a time per index folder (readers never block)."""
+    with open(index_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,86 @@
+"""FAISS vector index keyed by stable int64 chunk ids, so documents are added and removed in place.
+
+Exact flat inner-product search for collections up to ``IVF_THRESHOLD`` chunks; above it
+(or when asked) an IVF index, approximate, trained on the vectors it is built from.
+Vectors are L2-normalised, so inner product is cosine similarity.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+IVF_THRESHOLD = 50_000
+INDEX_TYPES = ("auto", "flat", "ivf")
+
+
+def choose_type(requested: str, n_vectors: int) -> str:
+    if requested not in INDEX_TYPES:
+        raise ValueError(f"index type must be one of {INDEX_TYPES}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "ivf" if n_vectors >= IVF_THRESHOLD else "flat"
+
+
+class VectorIndex:
+    def __init__(self, index: faiss.Index, kind: str):
+        self.index = index
+        self.kind = kind
+
+    @classmethod
+    def build(cls, kind: str, dimension: int, vectors: np.ndarray, ids: np.ndarray) -> "VectorIndex":
+        if kind == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        elif kind == "ivf":
+            nlist = max(1, min(4096, int(4 * math.sqrt(max(len(vectors), 1)))))
+            quantizer = faiss.IndexFlatIP(dimension)
+            index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+            if len(vectors) < nlist:
+                raise ValueError(f"an IVF index needs at least {nlist} vectors to train, got {len(vectors)}")
+            index.train(vectors)
+            index.nprobe = max(8, nlist // 16)
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct() and remove_ids() by id
+        else:
+            raise ValueError(f"unknown index type {kind!r}")
+        built = cls(index, kind)
+        built.add(vectors, ids)
+        return built
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors for ``ids`` (used when the index type changes with the collection's size)."""
+        return np.vstack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d), np.float32)
+
+    def search(self, query: np.ndarray, n: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (ids, scores), best first, optionally restricted to ``allowed_ids``."""
+        if len(self) == 0 or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        params = None
+        if allowed_ids is not None:
+            if len(allowed_ids) == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            selector = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe) if self.kind == "ivf" else faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(n, len(self)), params=params)
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, kind: str) -> "VectorIndex":
+        index = faiss.read_index(str(path))
+        return cls(index, kind)
