@@ -54,38 +54,53 @@ class Chunker:
             is_separator_regex=True,
             keep_separator="end",
             chunk_size=settings.chunk_tokens,
-            chunk_overlap=settings.overlap_tokens,
+            chunk_overlap=0,  # overlap is added by whole sentences in split()
             length_function=count_tokens,
             strip_whitespace=True,
         )
 
     def split(self, document: Document) -> list[Chunk]:
         text = document.text
-        pieces = self._splitter.split_text(text)
-        chunks: list[Chunk] = []
+        # 1. Non-overlapping, sentence-aware pieces located in the text in order.
+        bounds: list[tuple[int, int]] = []
         cursor = 0
-        for piece in pieces:
+        for piece in self._splitter.split_text(text):
             for part in self._fit(piece):
                 start = text.find(part, cursor)
-                if start < 0:  # overlap can move the next chunk before the cursor
-                    start = text.find(part, max(0, cursor - len(part) - 1))
-                if start < 0:
-                    start = text.find(part)
                 if start < 0:
                     raise AssertionError(f"chunk not found in document {document.doc_id!r}: {part[:60]!r}")
-                end = start + len(part)
-                chunks.append(Chunk(f"{document.doc_id}#{len(chunks)}", document.doc_id, start, end, part))
-                cursor = start + 1
+                bounds.append((start, start + len(part)))
+                cursor = start + len(part)
+        # 2. Overlap: each chunk also starts with the last sentences of the previous one.
+        chunks: list[Chunk] = []
+        for i, (start, end) in enumerate(bounds):
+            if i > 0 and self.settings.overlap_tokens:
+                start = self._overlap_start(text, bounds[i - 1], start, end)
+            chunks.append(Chunk(f"{document.doc_id}#{i}", document.doc_id, start, end, text[start:end]))
         return chunks
 
+    def _overlap_start(self, text: str, previous: tuple[int, int], start: int, end: int) -> int:
+        budget = min(self.settings.overlap_tokens, self.settings.max_tokens - self.count_tokens(text[start:end]))
+        best = start
+        for s, _ in reversed(sentence_spans(text[previous[0]:previous[1]], previous[0])):
+            if self.count_tokens(text[s:start]) > budget:
+                break
+            best = s
+        if best == start and budget > 0:  # no whole sentence fits: carry the last words instead
+            for m in reversed(list(re.finditer(r"\S+", text[previous[0]:start]))):
+                s = previous[0] + m.start()
+                if self.count_tokens(text[s:start]) > budget:
+                    break
+                best = s
+        return best
+
     def _fit(self, piece: str) -> list[str]:
-        """Guarantee the model never truncates: re-split any piece over ``max_tokens`` by words."""
+        """Guarantee the model never truncates: re-split any piece over ``max_tokens``."""
         if self.count_tokens(piece) <= self.settings.max_tokens:
             return [piece]
-        words = piece.split(" ")
         parts, current = [], ""
-        for word in words:
-            candidate = f"{current} {word}" if current else word
+        for word in re.findall(r"\S+\s*", piece):
+            candidate = current + word
             if current and self.count_tokens(candidate) > self.settings.chunk_tokens:
                 parts.append(current)
                 current = word
@@ -93,7 +108,14 @@ class Chunker:
                 current = candidate
         if current:
             parts.append(current)
-        return [p.strip() for p in parts if p.strip()]
+        out = []
+        for part in (p.strip() for p in parts):
+            if self.count_tokens(part) > self.settings.max_tokens:  # one enormous "word": cut it by characters
+                step = max(1, len(part) * self.settings.chunk_tokens // self.count_tokens(part))
+                out.extend(part[i:i + step] for i in range(0, len(part), step))
+            elif part:
+                out.append(part)
+        return out
 
 
 def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:

@@ -46,11 +46,22 @@ class Embedder:
         self.model = SentenceTransformer(resolve_model_path(self.name), device="cpu")
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        # The fast (Rust) tokenizer counts without the slow path's "sequence too long" warnings.
+        self._fast = None
+        backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_str(backend.to_str())
+            self._fast.no_padding()
+            self._fast.no_truncation()
         self._tokenizer = self.model.tokenizer
         self._lock = threading.Lock()  # torch modules are not safe to call from several threads at once
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model would see for ``text``, without special tokens."""
+        if self._fast is not None:
+            return len(self._fast.encode(text, add_special_tokens=False).ids)
         return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:

@@ -87,6 +87,7 @@ class Store:
         self.vectors = vectors
         self.lexical = lexical
         self.row_of_vector = {row.vector_id: i for i, row in enumerate(rows)}
+        self.row_of_chunk = {row.chunk_id: row for row in rows}
         self.vector_ids = np.fromiter((r.vector_id for r in rows), dtype=np.int64, count=len(rows))
         self.row_doc_ids = np.array([r.doc_id for r in rows], dtype=object)
 
