@@ -54,7 +54,7 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
     prev_q, prev_a = turns[-1]
     pronoun = _PRONOUN.search(question)
     continuation = _CONTINUATION.match(question)
-    has_own_referent = pronoun is not None and _PROPER_NOUN.search(question[: pronoun.start()]) is not None
+    has_own_referent = pronoun is not None and _has_referent(question[: pronoun.start()], pronoun.group(0).lower())
     if (pronoun is None or has_own_referent) and continuation is None:
         return ResolvedQuestion(question, question, False)  # self-contained: no pollution by the last topic
 
@@ -62,8 +62,8 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
     if continuation is not None and pronoun is None:
         # "What about the Auyl party?" -> ask the previous question about the new subject.
         subject = question[continuation.end():].rstrip("?").strip()
-        reader_q = f"{prev_q.rstrip('?')} ({subject})?"
-        return ResolvedQuestion(reader_q, f"{subject} {prev_q}", True)
+        swapped = _swap_subject(prev_q, subject)
+        return ResolvedQuestion(swapped, swapped, True)  # the old subject would only mislead retrieval
     if prev_a.strip():
         word = pronoun.group(0).lower()
         referent = prev_a.strip()
@@ -71,6 +71,31 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
             referent += "'s"
         reader_q = question[: pronoun.start()] + referent + question[pronoun.end():]
     return ResolvedQuestion(reader_q, f"{reader_q} {prev_q}", True)
+
+
+_NAME = re.compile(r"[A-Z][\w'-]*(?:\s+(?:of|and|the|de)\s+[A-Z][\w'-]*|\s+[A-Z][\w'-]*)*")
+
+
+def _swap_subject(previous: str, subject: str) -> str:
+    """'Who chairs the People's Party of Kazakhstan?' + 'the Auyl party' -> 'Who chairs the Auyl party?'"""
+    names = [m for m in _NAME.finditer(previous) if m.start() > 0]
+    if not names:
+        return f"{previous.rstrip('?')} ({subject})?"
+    name = max(names, key=lambda m: len(m.group(0)))
+    head = previous[: name.start()]
+    if re.search(r"\bthe\s+$", head, re.I):
+        subject = re.sub(r"^the\s+", "", subject, flags=re.I)
+    return head + subject + previous[name.end():]
+
+
+def _has_referent(before: str, pronoun: str) -> bool:
+    """Does the question name what its pronoun refers to ("What did Tokayev say about his party?")?"""
+    if _PROPER_NOUN.search(before):
+        return True
+    if pronoun in {"they", "them", "their", "theirs"}:  # "What do parties promise their voters?"
+        return any(len(w) > 3 and w.endswith("s") and w not in {"does", "was", "has", "is", "this", "whose"}
+                   for w in re.findall(r"[a-z]+", before.lower()))
+    return False
 
 
 def _looks_possessive(question: str, after: int) -> bool:

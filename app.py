@@ -1,0 +1,566 @@
+"""Web chat over the indexed news articles (Gradio).
+
+    python app.py [--port 7860] [--host 127.0.0.1] [--index index] [--documents documents]
+
+Brings ``--index`` up to date with ``--documents`` (``qa.update_index``), then serves a
+chat where every answer is a span copied from an article, shown with numbered
+citations, the passage it came from (answer highlighted) and the whole article.
+
+The UI is deliberately thin: retrieval and answering live in the ``qa`` package; this
+file only formats ``qa.Answer`` objects. Article text is untrusted: everything derived
+from an article is HTML-escaped (and markdown-neutralised) before it is rendered.
+
+Named API endpoint (``answer.to_dict()`` as JSON)::
+
+    from gradio_client import Client
+    Client("http://127.0.0.1:7860").predict("How many jobs will the Enbek Program create?", api_name="/ask")
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import re
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_T0 = time.monotonic()
+
+import gradio as gr  # noqa: E402
+
+import qa  # noqa: E402
+
+log = logging.getLogger("qa.app")
+
+MAX_QUESTION_CHARS = 2000
+DEFAULT_K = 5
+UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
+NO_ANSWER = "The articles don't say."
+
+EXAMPLES = [
+    "How many jobs will the Enbek Program create?",
+    "Who received Baibek?",
+    "What does Bakytty Otbasy mean?",
+    "Where did the chairman of the People's Party of Kazakhstan go?",
+    "Which company's labor collective did the Auyl party candidates meet?",
+    "Which region is it in?",
+    "What share of the population is below the poverty line today?",
+]
+
+CSS = """
+.qa-reply { line-height: 1.45; }
+.qa-answer { font-size: 1.15em; margin-bottom: .35em; }
+.qa-answer-text { font-weight: 700; }
+.qa-noanswer { font-weight: 600; }
+.qa-conf { font-size: .75em; padding: .1em .5em; border-radius: .8em; margin-left: .4em; white-space: nowrap; vertical-align: middle; }
+.qa-conf-high { background: #d1fae5; color: #065f46; }
+.qa-conf-medium { background: #fef3c7; color: #92400e; }
+.qa-conf-low { background: #fee2e2; color: #991b1b; }
+.qa-resolved, .qa-meta, .qa-alts { font-size: .8em; color: #6b7280; }
+.qa-docid { font-size: .8em; color: #6b7280; font-family: monospace; }
+.qa-cites { margin: .4em 0 0 0; padding-left: 0; list-style: none; }
+.qa-cite { margin: .5em 0; }
+.qa-cite-head { font-size: .9em; }
+.qa-passage { border-left: 3px solid #d1d5db; margin: .25em 0; padding: .15em .6em; font-size: .92em; }
+.qa-passage mark, .qa-article mark { background: #fde047; color: inherit; padding: 0 .1em; }
+.qa-article { max-height: 24em; overflow-y: auto; font-size: .9em; padding: .3em .6em; border: 1px solid #e5e7eb; border-radius: .3em; }
+.qa-details summary { cursor: pointer; font-size: .85em; color: #2563eb; }
+.qa-error { color: #991b1b; }
+"""
+
+# HTML-special characters as entities, plus the characters markdown (or LaTeX) could
+# interpret as numeric entities, so the text shows literally and can never become a tag,
+# a link, emphasis, code...; newlines become <br> (no raw newline ever reaches the
+# markdown renderer, so the whole reply stays one inert HTML block).
+_ESCAPES = {ord(c): f"&#{ord(c)};" for c in "\\`*_[](){}#|~$!:^=+-"}
+_ESCAPES.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;", ord("'"): "&#39;"})
+_ESCAPES.update({ord("\n"): "<br>", ord("\r"): ""})
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def esc(text: Any) -> str:
+    """Untrusted text -> inert HTML (same result as html.escape, plus markdown neutralised)."""
+    if text is None:
+        return ""
+    return str(text).translate(_ESCAPES)
+
+
+def highlight(text: str, start: int | None, end: int | None) -> str:
+    """Escape ``text`` and wrap the escaped ``text[start:end]`` in <mark> (if the offsets are sane)."""
+    if start is None or end is None or not (0 <= start < end <= len(text)):
+        return esc(text)
+    return f"{esc(text[:start])}<mark>{esc(text[start:end])}</mark>{esc(text[end:])}"
+
+
+def confidence(score: float) -> str:
+    if score >= 0.7:
+        return "high"
+    if score >= 0.4:
+        return "medium"
+    return "low"
+
+
+# ---------------------------------------------------------------------------------------
+# The current index, swappable while the app runs
+# ---------------------------------------------------------------------------------------
+class IndexHolder:
+    """Holds the live ``qa.Index``; ``update()`` rebuilds on disk and swaps a fresh one in."""
+
+    def __init__(self, index_dir: str, documents_dir: str):
+        self.index_dir = index_dir
+        self.documents_dir = documents_dir
+        self._lock = threading.Lock()  # guards _index / _error
+        self._update_lock = threading.Lock()  # one update at a time
+        self._index: qa.Index | None = None
+        self._error: str | None = "The index is still loading."
+        self.ready = threading.Event()
+
+    def get(self, wait: float = 120.0) -> qa.Index:
+        self.ready.wait(wait)
+        with self._lock:
+            if self._index is None:
+                raise RuntimeError(self._error or "No index is loaded.")
+            return self._index
+
+    def peek(self) -> qa.Index | None:
+        with self._lock:
+            return self._index
+
+    def _load(self) -> None:
+        idx = qa.Index.load(self.index_dir)
+        try:  # warm up (model load, caches) before serving questions from it
+            idx.retrieve("warm up", k=1)
+        except Exception:  # noqa: BLE001 - an empty index may not retrieve; still usable
+            log.debug("warm-up retrieve failed", exc_info=True)
+        with self._lock:
+            self._index, self._error = idx, None
+
+    def startup(self) -> None:
+        """Bring the index up to date, load it and warm it up (runs in a background thread)."""
+        try:
+            if Path(self.documents_dir).is_dir():
+                try:
+                    summary = qa.update_index(self.documents_dir, self.index_dir)
+                    log.info("index update: %s", summary)
+                except Exception:  # noqa: BLE001 - fall back to whatever index exists
+                    log.exception("updating the index from %s failed", self.documents_dir)
+            else:
+                log.warning("documents folder %s not found; serving the existing index", self.documents_dir)
+            self._load()
+            try:
+                self.get(0).ask("What happened?", k=2)  # loads the reader
+            except Exception:  # noqa: BLE001
+                log.debug("warm-up ask failed", exc_info=True)
+            log.info("index ready %.1f s after start", time.monotonic() - _T0)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("could not load the index")
+            with self._lock:
+                self._error = f"Could not load the index from {self.index_dir!r}: {exc}"
+        finally:
+            self.ready.set()
+
+    def update(self, progress=None) -> qa.types.UpdateSummary:
+        if not self._update_lock.acquire(blocking=False):
+            raise RuntimeError("An update is already running; please wait for it to finish.")
+        try:
+            Path(self.documents_dir).mkdir(parents=True, exist_ok=True)
+            summary = qa.update_index(self.documents_dir, self.index_dir, progress=progress)
+            self._load()  # chat keeps using the old index until this swap
+            return summary
+        finally:
+            self._update_lock.release()
+
+
+HOLDER: IndexHolder | None = None
+
+
+def holder() -> IndexHolder:
+    if HOLDER is None:
+        raise RuntimeError("The app is not initialised.")
+    return HOLDER
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering answers
+# ---------------------------------------------------------------------------------------
+def _article_details(idx: qa.Index | None, doc_id: str, answer_start: int | None, answer_end: int | None) -> str:
+    if idx is None:
+        return ""
+    try:
+        text = idx.document(doc_id).text
+    except Exception:  # noqa: BLE001 - unknown/removed document: just no whole-article view
+        return ""
+    return (
+        '<details class="qa-details"><summary>Read the whole article</summary>'
+        f'<div class="qa-article">{highlight(text, answer_start, answer_end)}</div></details>'
+    )
+
+
+def _source_head(n: int, title: str | None, date: str | None, doc_id: str) -> str:
+    parts = [f"<b>[{n}]</b> <b>{esc(title)}</b>" if title else f"<b>[{n}]</b> <i>untitled</i>"]
+    if date:
+        parts.append(f" · {esc(date)}")
+    parts.append(f' <span class="qa-docid">{esc(doc_id)}</span>')
+    return f'<div class="qa-cite-head">{"".join(parts)}</div>'
+
+
+def render_answer(answer: qa.Answer, idx: qa.Index | None) -> str:
+    """Build the reply HTML from an Answer. Every article-derived string goes through esc()."""
+    out = ['<div class="qa-reply">']
+    if answer.text:
+        level = confidence(answer.score)
+        refs = "".join(f"<sup>[{i}]</sup>" for i in range(1, len(answer.citations) + 1))
+        out.append(
+            f'<div class="qa-answer"><span class="qa-answer-text">{esc(answer.text)}</span>{refs}'
+            f'<span class="qa-conf qa-conf-{level}" title="calibrated score {answer.score:.2f}">'
+            f"{level} confidence</span></div>"
+        )
+    else:
+        out.append(f'<div class="qa-answer"><span class="qa-noanswer">{NO_ANSWER}</span></div>')
+    if answer.resolved_question and answer.resolved_question.strip() != answer.question.strip():
+        out.append(f'<div class="qa-resolved">Searched for: {esc(answer.resolved_question)}</div>')
+
+    if answer.text and answer.citations:
+        out.append('<ol class="qa-cites">')
+        for n, c in enumerate(answer.citations, 1):
+            out.append(
+                f'<li class="qa-cite">'
+                f"{_source_head(n, c.title, c.date, c.doc_id)}"
+                f'<div class="qa-passage">{highlight(c.text, c.answer_start - c.start, c.answer_end - c.start)}</div>'
+                f"{_article_details(idx, c.doc_id, c.answer_start, c.answer_end)}</li>"
+            )
+        out.append("</ol>")
+        alts = [a for a in answer.alternatives if a.text and a.text != answer.text][:3]
+        if alts:
+            shown = ", ".join(f"{esc(a.text)} ({confidence(a.score)})" for a in alts)
+            out.append(f'<div class="qa-alts">Other candidates: {shown}</div>')
+    elif answer.passages:
+        out.append('<div class="qa-meta">Closest passages:</div><ol class="qa-cites">')
+        for n, p in enumerate(answer.passages, 1):
+            out.append(
+                f'<li class="qa-cite">'
+                f"{_source_head(n, p.title, p.date, p.doc_id)}"
+                f'<div class="qa-passage">{esc(p.text)}</div>'
+                f"{_article_details(idx, p.doc_id, None, None)}</li>"
+            )
+        out.append("</ol>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _message(text: str, cls: str = "qa-reply") -> str:
+    return f'<div class="{cls}">{text}</div>'
+
+
+def _filters(date_from: str | None, date_to: str | None, doc_ids: list[str] | None) -> dict | None:
+    filters: dict[str, Any] = {}
+    for key, value in (("date_from", date_from), ("date_to", date_to)):
+        value = (value or "").strip()
+        if not value:
+            continue
+        if not _DATE_RE.match(value):
+            raise ValueError(f"Dates must look like 2020-01-31 (got {value[:40]!r}).")
+        try:
+            _dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid date.") from None
+        filters[key] = value
+    if doc_ids:
+        filters["doc_ids"] = list(doc_ids)
+    return filters or None
+
+
+def _check_question(question: str | None) -> str:
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("Please type a question about the articles.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(
+            f"That message is too long ({len(question):,} characters). "
+            f"Please ask a shorter question (at most {MAX_QUESTION_CHARS:,} characters)."
+        )
+    return question
+
+
+# ---------------------------------------------------------------------------------------
+# Event handlers
+# ---------------------------------------------------------------------------------------
+def respond(message, chat, pairs, k, date_from, date_to, doc_ids):
+    """Chat handler (generator): echo the question, then replace the placeholder with the answer."""
+    chat = list(chat or [])
+    pairs = list(pairs or [])
+    raw = message or ""
+    shown = raw if len(raw) <= 300 else raw[:300] + f"… ({len(raw):,} characters)"
+    chat.append({"role": "user", "content": esc(shown) if shown.strip() else "<i>(empty message)</i>"})
+    chat.append({"role": "assistant", "content": _message("Searching the articles…", "qa-pending")})
+    yield "", chat, pairs
+    try:
+        question = _check_question(raw)
+        filters = _filters(date_from, date_to, doc_ids)
+        idx = holder().get()
+        answer = idx.ask(question, history=[tuple(p) for p in pairs] or None, k=int(k or DEFAULT_K), filters=filters)
+        reply = render_answer(answer, idx)
+        pairs.append([question, answer.text])
+    except ValueError as exc:
+        reply = _message(f'<span class="qa-error">{esc(exc)}</span>')
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+        log.exception("answering %r failed", raw[:200])
+        reply = _message(
+            f'<span class="qa-error">Sorry, something went wrong while answering '
+            f"({esc(type(exc).__name__)}: {esc(str(exc)[:200])}). Please try again.</span>"
+        )
+    chat[-1] = {"role": "assistant", "content": reply}
+    yield "", chat, pairs
+
+
+def ask(
+    question: str,
+    history: list[list[str]] | None = None,
+    k: int = DEFAULT_K,
+    date_from: str = "",
+    date_to: str = "",
+    doc_ids: list[str] | None = None,
+) -> dict:
+    """Answer a question over the indexed articles. Returns qa.Answer.to_dict():
+    text ("" when the articles don't say), score, citations (doc_id, title, date, passage text,
+    offsets, answer offsets in the document), alternatives, passages, resolved_question.
+    history: previous [question, answer_text] pairs for follow-up questions."""
+    try:
+        q = _check_question(question)
+        filters = _filters(date_from, date_to, doc_ids)
+        idx = holder().get()
+        hist = [(str(h[0]), str(h[1])) for h in (history or []) if len(h) >= 2] or None
+        return idx.ask(q, history=hist, k=int(k or DEFAULT_K), filters=filters).to_dict()
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001
+        log.exception("API ask failed")
+        raise gr.Error(f"Could not answer: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+DOC_HEADERS = ["doc_id", "title", "date", "passages", "characters"]
+
+
+def documents_view():
+    """(table rows, article-picker update, filter update, status line) for the current index."""
+    idx = holder().peek()
+    infos = []
+    if idx is not None:
+        try:
+            infos = list(idx.documents())
+        except Exception:  # noqa: BLE001
+            log.exception("listing documents failed")
+    rows = [[d.doc_id, d.title or "", d.date or "", d.n_chunks, d.chars] for d in infos]
+    choices = [((f"{d.title[:140]} ({d.doc_id})" if d.title else d.doc_id), d.doc_id) for d in infos]
+    ids = [d.doc_id for d in infos]
+    status = (
+        f"{len(infos)} articles, {sum(d.n_chunks for d in infos)} passages indexed."
+        if idx is not None
+        else "No index loaded yet."
+    )
+    return (
+        gr.update(value=rows),
+        gr.update(choices=choices),
+        gr.update(choices=ids),
+        status,
+    )
+
+
+def show_article(doc_id):
+    if not doc_id:
+        return ""
+    idx = holder().peek()
+    try:
+        doc = idx.document(doc_id) if idx is not None else None
+    except KeyError:
+        doc = None
+    if doc is None:
+        return _message("That article is not in the index.", "qa-meta")
+    meta = " · ".join(esc(x) for x in (doc.date, doc.dateline, doc.author) if x)
+    return (
+        f'<div class="qa-reply"><h3>{esc(doc.title or doc.doc_id)}</h3>'
+        f'<div class="qa-meta">{meta} <span class="qa-docid">{esc(doc.doc_id)}</span></div>'
+        f'<div class="qa-article" style="max-height:40em">{esc(doc.text)}</div></div>'
+    )
+
+
+def _progress_callback(progress: gr.Progress):
+    def cb(done: int, total: int, message: str = "") -> None:
+        try:
+            if total:
+                progress((int(done), int(total)), desc=str(message)[:120] or "Indexing", unit="steps")
+            else:
+                progress(0.0, desc=str(message)[:120] or "Indexing")
+        except Exception:  # noqa: BLE001 - progress is cosmetic
+            pass
+
+    return cb
+
+
+def _safe_filename(name: str) -> str | None:
+    base = Path(name).name
+    stem, suffix = Path(base).stem, Path(base).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        return None
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:100] or "article"
+    return stem + suffix
+
+
+def run_update(files, progress=gr.Progress()):
+    """Copy uploaded articles into the documents folder, update the index, swap it in."""
+    h = holder()
+    notes = []
+    for f in files or []:
+        src = getattr(f, "name", None) or str(f)
+        target = _safe_filename(src)
+        if target is None:
+            notes.append(f"ignored {Path(src).name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
+            continue
+        Path(h.documents_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, Path(h.documents_dir) / target)
+        notes.append(f"added {target} to {h.documents_dir}/")
+    progress(0.0, desc="Scanning documents")
+    try:
+        summary = h.update(progress=_progress_callback(progress))
+        text = ("Index updated: " if summary.changed else "Index already up to date: ") + str(summary)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("update failed")
+        text = f"Update failed: {type(exc).__name__}: {exc}"
+    if notes:
+        text = "\n".join(notes) + "\n" + text
+    return (text, None, *documents_view())
+
+
+# ---------------------------------------------------------------------------------------
+# UI
+# ---------------------------------------------------------------------------------------
+def build_ui() -> gr.Blocks:
+    with gr.Blocks(title="Ask the news articles") as demo:
+        gr.Markdown(
+            "## Ask the news articles\n"
+            "Every answer is copied word for word from an article and shown with the passage it came from."
+        )
+        with gr.Tab("Chat"):
+            chatbot = gr.Chatbot(
+                label="Chat",
+                height=560,
+                elem_id="qa-chat",
+                latex_delimiters=[],
+                sanitize_html=True,
+                allow_tags=False,
+                feedback_options=None,
+                buttons=["copy"],
+                placeholder="Ask a question about the articles, or pick an example below.",
+            )
+            pairs = gr.State([])
+            with gr.Row():
+                msg = gr.Textbox(
+                    placeholder="Ask a question and press Enter",
+                    show_label=False,
+                    scale=8,
+                    elem_id="qa-input",
+                    autofocus=True,
+                    submit_btn=True,
+                )
+                clear = gr.Button("New conversation", scale=1, size="sm", elem_id="qa-clear")
+            examples = gr.Dataset(
+                components=[msg],
+                samples=[[q] for q in EXAMPLES],
+                label="Examples (click to ask; the last ones are a follow-up pair)",
+                elem_id="qa-examples",
+            )
+            with gr.Accordion("Settings", open=False):
+                k = gr.Slider(1, 20, value=DEFAULT_K, step=1, label="Passages to read (k)")
+                with gr.Row():
+                    date_from = gr.Textbox(label="From date (YYYY-MM-DD)", placeholder="any")
+                    date_to = gr.Textbox(label="To date (YYYY-MM-DD)", placeholder="any")
+                doc_filter = gr.Dropdown(label="Only these articles", choices=[], multiselect=True)
+
+        with gr.Tab("Documents"):
+            status = gr.Markdown("")
+            table = gr.Dataframe(
+                headers=DOC_HEADERS,
+                datatype=["str", "str", "str", "number", "number"],
+                interactive=False,
+                wrap=True,
+                column_widths=["20%", "50%", "12%", "9%", "9%"],
+                elem_id="qa-docs",
+            )
+            with gr.Row():
+                upload = gr.File(
+                    label="Add articles (.txt, .md, .html, .jsonl)",
+                    file_count="multiple",
+                    file_types=list(UPLOAD_SUFFIXES),
+                    elem_id="qa-upload",
+                )
+                with gr.Column():
+                    update_btn = gr.Button(
+                        "Add uploads & update index from the documents folder", variant="primary", elem_id="qa-update"
+                    )
+                    summary = gr.Textbox(label="Last update", lines=4, interactive=False, elem_id="qa-summary")
+            picker = gr.Dropdown(label="Read an article", choices=[], elem_id="qa-picker")
+            article = gr.HTML(elem_id="qa-article")
+
+        chat_inputs = [msg, chatbot, pairs, k, date_from, date_to, doc_filter]
+        chat_outputs = [msg, chatbot, pairs]
+        msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa")
+        examples.click(lambda s: s[0], examples, msg, api_visibility="private", queue=False).then(
+            respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa"
+        )
+        clear.click(lambda: ([], []), None, [chatbot, pairs], api_visibility="private", queue=False)
+        chatbot.clear(lambda: [], None, pairs, api_visibility="private", queue=False)
+
+        docs_outputs = [table, picker, doc_filter, status]
+        demo.load(documents_view, None, docs_outputs, api_visibility="private")
+        update_btn.click(
+            run_update,
+            [upload],
+            [summary, upload, *docs_outputs],
+            api_visibility="private",
+            concurrency_id="update",
+            show_progress_on=[summary],
+        )
+        picker.change(show_article, picker, article, api_visibility="private")
+
+        gr.api(ask, api_name="ask", concurrency_id="qa")
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    global HOLDER
+    parser = argparse.ArgumentParser(description="Chat with the indexed news articles.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--index", default="index", help="index directory (default index/)")
+    parser.add_argument("--documents", default="documents", help="articles folder (default documents/)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    HOLDER = IndexHolder(args.index, args.documents)
+    # Update/load/warm-up runs beside the UI start-up; questions wait for it (HOLDER.ready).
+    threading.Thread(target=HOLDER.startup, name="index-startup", daemon=True).start()
+    demo = build_ui()
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        css=CSS,
+        show_error=False,
+        prevent_thread_lock=True,
+        quiet=True,
+    )
+    print(f"Serving on http://{args.host}:{args.port} ({time.monotonic() - _T0:.1f} s after start)", flush=True)
+    HOLDER.ready.wait()
+    print(f"Index ready ({time.monotonic() - _T0:.1f} s after start)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
