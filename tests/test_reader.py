@@ -1,0 +1,105 @@
+"""The shipped span reader (real model; loaded once per session)."""
+from __future__ import annotations
+
+import pytest
+
+from qa.reader import Reader, ReaderResult
+from qa.types import Span
+
+ENBEK = "The Enbek Program will create more than 750 thousand jobs."
+
+
+@pytest.fixture(scope="module")
+def reader() -> Reader:
+    return Reader.load()
+
+
+def _check_spans(spans, context):
+    assert spans, "expected at least one span"
+    for s in spans:
+        assert isinstance(s, Span)
+        assert context[s.start:s.end] == s.text
+        assert s.text == s.text.strip() and s.text
+        assert 0.0 <= s.score <= 1.0
+    scores = [s.score for s in spans]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_easy_question(reader):
+    spans = reader.extract("How many jobs will the Enbek Program create?", ENBEK)
+    _check_spans(spans, ENBEK)
+    assert "750 thousand" in spans[0].text
+
+
+@pytest.mark.parametrize(
+    "question,context,expected",
+    [
+        ("Who founded the company?", "  Acme Corp was founded in 1901 by John Smith in Ohio.\n", "John Smith"),
+        ("When was Acme founded?", "Acme Corp was founded in 1901 by John Smith in Ohio.", "1901"),
+        ("Where is the Eiffel Tower?", "The Eiffel Tower is a wrought-iron tower in Paris, France. It was built in 1889.", "Paris"),
+    ],
+)
+def test_known_answers_and_offsets(reader, question, context, expected):
+    spans = reader.extract(question, context, top_k=5)
+    _check_spans(spans, context)
+    assert expected in spans[0].text
+
+
+def test_read_batched(reader):
+    contexts = [
+        "Acme Corp was founded in 1901 by John Smith in Ohio.",
+        ENBEK,
+        "The weather in Astana was cold and windy on Monday, with snow expected later in the week.",
+    ]
+    results = reader.read("How many jobs will the Enbek Program create?", contexts, top_k=3)
+    assert len(results) == 3 and all(isinstance(r, ReaderResult) for r in results)
+    for r, c in zip(results, contexts):
+        assert 0.0 <= r.no_answer <= 1.0 and len(r.spans) <= 3
+        for s in r.spans:
+            assert c[s.start:s.end] == s.text
+    assert "750 thousand" in results[1].spans[0].text
+    # the answering context is judged more likely to answer than the unrelated ones
+    assert results[1].no_answer < results[0].no_answer
+    assert results[1].no_answer < results[2].no_answer
+    assert results[1].spans[0].score > max((s.score for s in results[2].spans), default=0.0)
+    assert reader.read("anything?", []) == []
+
+
+def test_unrelated_question_has_higher_no_answer(reader):
+    related = reader.read("How many jobs will the Enbek Program create?", [ENBEK])[0]
+    unrelated = reader.read("What is the boiling point of mercury?", [ENBEK])[0]
+    assert unrelated.no_answer > related.no_answer
+
+
+@pytest.mark.parametrize("question,context", [("", ENBEK), ("   ", ENBEK), ("What?", ""), ("What?", " \n ")])
+def test_empty_input_raises(reader, question, context):
+    with pytest.raises(ValueError):
+        reader.extract(question, context)
+    with pytest.raises(ValueError):
+        reader.read(question, [context])
+
+
+def test_huge_context_windows(reader):
+    filler = "Nothing of interest happened in the small village that year. "
+    context = filler * 800 + ENBEK + " " + filler * 800
+    context = context[:100_000] if len(context) > 100_000 else context
+    assert len(context) >= 90_000
+    spans = reader.extract("How many jobs will the Enbek Program create?", context, top_k=3)
+    _check_spans(spans, context)
+    assert "750 thousand" in spans[0].text
+
+
+def test_long_context_answer_in_later_window(reader):
+    filler = "The committee met on Tuesday to discuss the budget of the regional library. "
+    context = filler * 40 + ENBEK
+    spans = reader.extract("How many jobs will the Enbek Program create?", context)
+    assert "750 thousand" in spans[0].text
+    assert spans[0].start > len(filler) * 30
+
+
+def test_non_english(reader):
+    context = "Программа «Енбек» создаст более 750 тысяч рабочих мест в Казахстане."
+    spans = reader.extract("Сколько рабочих мест создаст программа?", context)
+    for s in spans:
+        assert context[s.start:s.end] == s.text
+        assert 0.0 <= s.score <= 1.0
