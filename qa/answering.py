@@ -15,16 +15,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
 from .evaluation import normalize_answer
 from .lexical import tokenize
 from .reader import Reader
 from .retrieval import Filters, check_query
 from .types import Answer, Citation, Passage
 
-WINDOWS_PER_PASSAGE = 1  # reading windows taken from each retrieved passage
-MAX_WINDOWS = 5
+MAX_WINDOWS = 4  # the reader's cost grows with the word pieces it reads: this bounds ask() latency
 WINDOW_CHARS = 480  # about 100 word pieces: the best sentence and, room allowing, its neighbours
-DEFAULT_THRESHOLD = 0.25  # used only when the shipped reader carries no calibrated threshold
+ANSWERER_FILE = Path(__file__).resolve().parent / "reader_model" / "answerer.json"
 MAX_ALTERNATIVES = 3
 MAX_QUESTION_CHARS = 1000  # the reader reads at most 64 word pieces of a question anyway
 
@@ -104,21 +108,34 @@ def _looks_possessive(question: str, after: int) -> bool:
 
 
 @dataclass
-class _Window:
+class Window:
+    """A short stretch of one passage that the reader reads (document offsets)."""
+
     passage: Passage
-    start: int  # document offsets
+    rank: int  # the passage's retrieval rank
+    start: int
     end: int
     text: str
+    sentences: list[tuple[int, int]]  # document offsets of the window's sentences
+    document_text: str
 
 
 @dataclass
-class _Candidate:
+class Candidate:
     text: str
-    score: float
     doc_start: int
     doc_end: int
     passage: Passage
     key: str  # normalised answer text
+    features: dict[str, float]
+    score: float = 0.0
+
+
+# Not the passage's retrieval rank: on SQuAD (one article's paragraphs) the gold paragraph is
+# nearly always first, on a news collection of similar articles it is not, so a fitted rank
+# weight does not transfer.
+FEATURES = ("span_logit", "no_answer_logit", "sentence_overlap", "answer_in_question", "support", "top_in_window", "unit_match")
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
 
 
 def answer_question(index, question: str, history=None, k: int = 5, filters: dict | Filters | None = None) -> Answer:
@@ -127,68 +144,145 @@ def answer_question(index, question: str, history=None, k: int = 5, filters: dic
     passages = index.retrieve(resolved.search_query, k=k, filters=filters)
     if not passages:
         return Answer(question, "", 0.0, [], [], [], resolved.reader_question)
+    store = index.store
+    sources = []
+    for passage in passages:
+        row = store.row_of_chunk[passage.chunk_id]
+        sources.append((passage, store.documents[passage.doc_id].text, list(row.sentences) or [(row.start, row.end)]))
+    if missing_names(resolved.reader_question, [text[p.start:p.end] for p, text, _ in sources]):
+        # The question is about a name or number the retrieved articles never mention
+        # ("the capital of France"): whatever span the reader found would answer something else.
+        return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
+    candidates = read_candidates(get_reader(), resolved.reader_question, sources)
+    scorer = get_answer_scorer()
+    for c in candidates:
+        c.score = scorer.probability(c.features)
+    return _assemble(question, resolved.reader_question, candidates, passages, scorer.threshold)
 
-    windows = _reading_windows(index, resolved.reader_question, passages)
-    reader = get_reader()
-    results = reader.read(resolved.reader_question, [w.text for w in windows], top_k=3)
-    candidates: list[_Candidate] = []
+
+def read_candidates(reader: Reader, question: str, sources) -> list[Candidate]:
+    """Read the best windows of ``sources`` ((passage, document text, sentence offsets), best first)
+    and describe every answer candidate by the features the answer scorer weighs."""
+    windows = reading_windows(question, sources)
+    if not windows:
+        return []
+    results = reader.read(question, [w.text for w in windows], top_k=3)
+    q_terms = set(tokenize(question))
+    units = _asked_units(question)
+    candidates: list[Candidate] = []
     for window, result in zip(windows, results):
-        for span in result.spans:
+        na = min(max(result.no_answer, 1e-4), 1 - 1e-4)
+        for i, span in enumerate(result.spans):
             key = normalize_answer(span.text)
             if not key:
                 continue
-            candidates.append(_Candidate(span.text, span.score, window.start + span.start,
-                                         window.start + span.end, window.passage, key))
-    threshold = float(reader.calibration.get("answer_threshold", DEFAULT_THRESHOLD))
-    return _assemble(question, resolved.reader_question, candidates, passages, threshold)
+            a, b = window.start + span.start, window.start + span.end
+            sentence = " ".join(window.document_text[s:e] for s, e in window.sentences if s < b and e > a)
+            answer_terms = set(tokenize(span.text))
+            context_terms = set(tokenize(sentence)) - answer_terms
+            p = min(max(span.score, 1e-4), 1 - 1e-4)
+            candidates.append(Candidate(span.text, a, b, window.passage, key, features={
+                "span_logit": math.log(p / (1 - p)),
+                "no_answer_logit": math.log(na / (1 - na)),
+                "sentence_overlap": len(q_terms & context_terms) / max(1, len(q_terms)),
+                "answer_in_question": len(answer_terms & q_terms) / max(1, len(answer_terms)),
+                "support": 0.0,
+                "top_in_window": 1.0 if i == 0 else 0.0,
+                # "How many jobs": does "jobs" follow (or end) the number? (1.5 million people vs 750 thousand jobs)
+                "unit_match": 1.0 if units and units & set(tokenize(span.text + " " + _next_words(window.document_text, b))) else 0.0,
+            }))
+    # The same answer found in several windows is better supported.
+    counts: dict[str, int] = {}
+    for c in candidates:
+        counts[c.key] = counts.get(c.key, 0) + 1
+    for c in candidates:
+        c.features["support"] = float(counts[c.key] - 1)
+    return candidates
 
 
-def _reading_windows(index, question: str, passages: list[Passage]) -> list[_Window]:
-    """The sentences of each passage that best match the question, as short windows."""
-    store = index.store
+def _asked_units(question: str) -> set[str]:
+    """The counted thing of a "how many/much" question: its first content words."""
+    m = _HOW_MANY.search(question)
+    return set(tokenize(m.group(1))[:2]) if m else set()
+
+
+def _next_words(text: str, end: int, n: int = 3) -> str:
+    return " ".join(text[end:end + 80].split()[:n])
+
+
+def reading_windows(question: str, sources) -> list["Window"]:
+    """In each passage, the sentence sharing most words with the question, grown with its
+    neighbours up to WINDOW_CHARS; one window per passage, at most MAX_WINDOWS."""
     terms = set(tokenize(question))
-    windows: list[_Window] = []
-    for rank, passage in enumerate(passages):
-        row = store.row_of_chunk[passage.chunk_id]
-        doc_text = store.documents[passage.doc_id].text
-        sentences = list(row.sentences) or [(row.start, row.end)]
+    windows: list[Window] = []
+    seen = set()
+    for rank, (passage, doc_text, sentences) in enumerate(sources):
+        sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
         overlaps = [len(terms & set(tokenize(doc_text[s:e]))) for s, e in sentences]
-        best = sorted(range(len(sentences)), key=lambda i: (-overlaps[i], i))[:WINDOWS_PER_PASSAGE]
-        for i in best:
-            lo, hi = i, i
-            # Grow the window with neighbouring sentences while it stays short.
-            while True:
-                grown = False
-                if lo > 0 and sentences[hi][1] - sentences[lo - 1][0] <= WINDOW_CHARS:
-                    lo -= 1
-                    grown = True
-                if hi + 1 < len(sentences) and sentences[hi + 1][1] - sentences[lo][0] <= WINDOW_CHARS:
-                    hi += 1
-                    grown = True
-                if not grown:
-                    break
-            start, end = sentences[lo][0], sentences[hi][1]
-            windows.append(_Window(passage, start, end, doc_text[start:end]))
+        best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+        lo = hi = best
+        while True:  # grow the window with neighbouring sentences while it stays short
+            grown = False
+            if lo > 0 and sentences[hi][1] - sentences[lo - 1][0] <= WINDOW_CHARS:
+                lo -= 1
+                grown = True
+            if hi + 1 < len(sentences) and sentences[hi + 1][1] - sentences[lo][0] <= WINDOW_CHARS:
+                hi += 1
+                grown = True
+            if not grown:
+                break
+        start, end = sentences[lo][0], sentences[hi][1]
+        key = (passage.doc_id, start, end)
+        if key in seen:  # overlapping chunks can give the same window twice: read it once
+            continue
+        seen.add(key)
+        windows.append(Window(passage, rank, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
         if len(windows) >= MAX_WINDOWS:
             break
-    return _merge_same_text(windows)
+    return windows
 
 
-def _merge_same_text(windows: list[_Window]) -> list[_Window]:
-    """Overlapping chunks can give the same window twice: read it once (first = best passage)."""
-    seen, out = set(), []
-    for w in windows:
-        key = (w.passage.doc_id, w.start, w.end)
-        if key not in seen:
-            seen.add(key)
-            out.append(w)
-    return out
+_NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")
 
 
-def _assemble(question: str, reader_question: str, candidates: list[_Candidate], passages: list[Passage],
+def missing_names(question: str, passage_texts: list[str]) -> list[str]:
+    """Names and numbers of the question (capitalised words after the first, figures) that none
+    of the passages contains."""
+    words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question) if m.start() > 0]
+    present = set()
+    for text in passage_texts:
+        present.update(tokenize(text))
+    return [w for w in words if tokenize(w) and not set(tokenize(w)) <= present]
+
+
+class AnswerScorer:
+    """P(answer is right) from the candidate's features: a logistic regression fitted on SQuAD
+    (first 24 articles, reading retrieved windows as ``ask`` does); see ``qa/train_answerer.py``."""
+
+    def __init__(self, weights: dict[str, float], bias: float, threshold: float):
+        self.weights, self.bias, self.threshold = weights, bias, threshold
+
+    @classmethod
+    def load(cls, path: Path = ANSWERER_FILE) -> "AnswerScorer":
+        if not path.exists():
+            raise FileNotFoundError(f"answer scorer not found: {path} (run `python -m qa.train_answerer`)")
+        data = json.loads(path.read_text())
+        return cls(dict(zip(data["features"], data["coef"])), data["intercept"], data["threshold"])
+
+    def probability(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(w * features[name] for name, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+@lru_cache(maxsize=1)
+def get_answer_scorer() -> AnswerScorer:
+    return AnswerScorer.load()
+
+
+def _assemble(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],
               threshold: float) -> Answer:
     # Group by answer text: one answer, cited by every passage where it was found.
-    groups: dict[str, list[_Candidate]] = {}
+    groups: dict[str, list[Candidate]] = {}
     for c in sorted(candidates, key=lambda c: -c.score):
         groups.setdefault(c.key, []).append(c)
     ranked = sorted(groups.values(), key=lambda g: -g[0].score)
@@ -213,7 +307,7 @@ def _assemble(question: str, reader_question: str, candidates: list[_Candidate],
     return Answer(question, top.text, top.score, _citations(best), alternatives, passages, reader_question)
 
 
-def _citations(group: list[_Candidate]) -> list[Citation]:
+def _citations(group: list[Candidate]) -> list[Citation]:
     out, seen = [], set()
     for c in group:
         if c.passage.chunk_id in seen:

@@ -201,9 +201,14 @@ def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Win
 
 
 def _trim(context: str, start: int, end: int) -> tuple[int, int]:
+    """Whole words only (word pieces can start inside "KZT560"), no edge whitespace or trailing commas."""
+    while start > 0 and context[start - 1].isalnum() and context[start].isalnum():
+        start -= 1
+    while end < len(context) and context[end].isalnum() and context[end - 1].isalnum():
+        end += 1
     while start < end and context[start].isspace():
         start += 1
-    while end > start and context[end - 1].isspace():
+    while end > start and (context[end - 1].isspace() or context[end - 1] in ",;:"):
         end -= 1
     return start, end
 

@@ -1,0 +1,130 @@
+"""qa.ask end to end over the seed articles: real index, real reader, exact citations."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import DATA, ROOT
+
+import qa
+from qa.answering import resolve_followup
+from qa.evaluation import answer_contains_gold, normalize_answer
+
+
+def _rows():
+    return [json.loads(line) for line in (DATA / "seed_questions.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _check_citations(index, answer):
+    assert answer.citations
+    for i, c in enumerate(answer.citations):
+        doc = index.document(c.doc_id)
+        assert doc.text[c.start:c.end] == c.text
+        assert c.start <= c.answer_start < c.answer_end <= c.end
+        quoted = c.text[c.answer_start - c.start:c.answer_end - c.start]
+        assert doc.text[c.answer_start:c.answer_end] == quoted
+        # The first citation quotes the answer exactly; others may differ in case or punctuation only.
+        assert quoted == answer.text if i == 0 else normalize_answer(quoted) == normalize_answer(answer.text)
+        assert c.title == doc.title and c.date == doc.date
+
+
+def test_seed_questions_hold_the_measured_level(seed_index):
+    """Guards what the shipped reader reaches on the seed questions (10 of 15 answers contain the
+    gold answer; issue 3's target is 14): every answer given cites the gold document, and the
+    unanswerable question abstains. Raise the bound as the reader improves."""
+    rows = _rows()
+    contains, wrong_doc, details = 0, [], []
+    for r in rows:
+        answer = seed_index.ask(r["question"], history=r["history"])
+        assert 0.0 <= answer.score <= 1.0
+        if not r["answers"]:
+            assert answer.text == "", f"{r['id']} should abstain, got {answer.text!r}"
+            continue
+        details.append((r["id"], answer.text, r["answers"][0]))
+        contains += answer_contains_gold(answer.text, r["answers"])
+        if answer.text:
+            _check_citations(seed_index, answer)
+        if answer.text and answer.citations[0].doc_id != r["doc"]:
+            wrong_doc.append(r["id"])
+        assert answer.passages and r["doc"] in [p.doc_id for p in answer.passages]
+    assert contains >= 10, details
+    assert wrong_doc == [], details
+
+
+def test_enbek_answer_is_highlighted_exactly(seed_index):
+    answer = seed_index.ask("How many jobs will the Enbek Program create?")
+    assert "750 thousand" in answer.text
+    assert answer.citations[0].doc_id == "004_c8ebc32f0d2447af"
+    _check_citations(seed_index, answer)
+    assert answer.passages and answer.passages[0].doc_id == "004_c8ebc32f0d2447af"
+
+
+def test_follow_up_is_answered_in_context(seed_index):
+    first = seed_index.ask("Who chairs the People's Party of Kazakhstan?")
+    assert "Yertysbayev" in first.text
+    follow = seed_index.ask("Which region did he go to?", history=[("Who chairs the People's Party of Kazakhstan?", first.text)])
+    assert "Karaganda" in follow.text
+    assert follow.citations[0].doc_id == "003_8db47a1d31210196"
+    assert "Yertysbayev" in follow.resolved_question
+
+
+def test_self_contained_question_is_not_polluted_by_history(seed_index):
+    history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
+    for question in ("What does Bakytty Otbasy mean?", "Who received Baibek?"):
+        resolved = resolve_followup(question, history)
+        assert resolved.search_query == question and not resolved.is_followup
+    answer = seed_index.ask("What does Bakytty Otbasy mean?", history=history)
+    assert answer.text == "Happy Family" and answer.resolved_question == "What does Bakytty Otbasy mean?"
+
+
+def test_unanswerable_questions_abstain_and_keep_passages(seed_index):
+    for question in ("What is the capital of France?", "Who is the prime minister of Japan?"):
+        answer = seed_index.ask(question)
+        assert answer.text == "" and answer.citations == []
+        assert answer.passages  # the UI still shows the closest passages
+
+
+def test_bad_questions(seed_index):
+    with pytest.raises(ValueError, match="empty"):
+        seed_index.ask("   ")
+    page = "Please tell me, " + "with many details and background, " * 200 + "how many jobs will the Enbek Program create?"
+    assert len(page) > 5000
+    answer = seed_index.ask(page)  # handled: no crash, an Answer back
+    assert isinstance(answer, qa.Answer)
+    assert isinstance(seed_index.ask("Сколько рабочих мест создаст программа Енбек?"), qa.Answer)
+
+
+def test_alternatives_keep_competing_answers_from_other_documents(tmp_path):
+    docs = tmp_path / "documents"
+    docs.mkdir()
+    (docs / "a2015.txt").write_text(
+        "ASTANA. KAZINFORM - In 2015 the Baitak party was chaired by Azamatkhan Amirtay, who led its campaign.", encoding="utf-8")
+    (docs / "b2021.txt").write_text(
+        "ASTANA. KAZINFORM - In 2021 the Baitak party was chaired by Kuanysh Rakhmetov, who led its new campaign.", encoding="utf-8")
+    qa.update_index(docs, tmp_path / "index")
+    answer = qa.Index.load(tmp_path / "index").ask("Who chaired the Baitak party?")
+    found = {answer.text} | {a.text for a in answer.alternatives}
+    assert any("Amirtay" in t for t in found) and any("Rakhmetov" in t for t in found), (answer.text, found)
+    docs_cited = {answer.citations[0].doc_id} | {a.citations[0].doc_id for a in answer.alternatives}
+    assert docs_cited == {"a2015", "b2021"}
+
+
+def test_extract_reads_a_given_context():
+    context = "The meeting was held in Astana. The Enbek Program will create more than 750 thousand jobs by 2025."
+    spans = qa.extract("How many jobs will the Enbek Program create?", context)
+    assert "750 thousand" in spans[0].text
+    assert all(context[s.start:s.end] == s.text for s in spans)
+
+
+def test_cli_ask_prints_answer_and_citations(seed_index_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "qa", "ask", "How many jobs will the Enbek Program create?",
+                          "--index", str(seed_index_dir)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "750 thousand" in out.stdout and "[1] 004_c8ebc32f0d2447af" in out.stdout
+    empty = subprocess.run([sys.executable, "-m", "qa", "ask", " ", "--index", str(seed_index_dir)],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
