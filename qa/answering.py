@@ -68,9 +68,9 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
         subject = question[continuation.end():].rstrip("?").strip()
         swapped = _swap_subject(prev_q, subject)
         return ResolvedQuestion(swapped, swapped, True)  # the old subject would only mislead retrieval
-    if prev_a.strip():
+    referent = _referent(prev_q, prev_a)
+    if referent:
         word = pronoun.group(0).lower()
-        referent = prev_a.strip()
         if word in _POSSESSIVE or (word == "her" and _looks_possessive(question, pronoun.end())):
             referent += "'s"
         reader_q = question[: pronoun.start()] + referent + question[pronoun.end():]
@@ -78,6 +78,21 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
 
 
 _NAME = re.compile(r"[A-Z][\w'-]*(?:\s+(?:of|and|the|de)\s+[A-Z][\w'-]*|\s+[A-Z][\w'-]*)*")
+
+
+def _referent(previous_question: str, previous_answer: str) -> str:
+    """What a pronoun in the follow-up points at: the previous answer when it names something
+    ("May JSC", "Ermukhamet Yertysbayev"), else the name the previous question was about
+    ("How many jobs will the Enbek Program create?" -> "the Enbek Program")."""
+    answer = previous_answer.strip()
+    if answer and answer[0].isupper() and not re.search(r"\d", answer):
+        return answer
+    names = [m for m in _NAME.finditer(previous_question) if m.start() > 0]
+    if names:
+        name = max(names, key=lambda m: len(m.group(0)))
+        article = "the " if re.search(r"\bthe\s+$", previous_question[: name.start()], re.I) else ""
+        return article + name.group(0)
+    return answer
 
 
 def _swap_subject(previous: str, subject: str) -> str:

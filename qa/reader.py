@@ -206,6 +206,19 @@ def _trim(context: str, start: int, end: int) -> tuple[int, int]:
         start -= 1
     while end < len(context) and context[end].isalnum() and context[end - 1].isalnum():
         end += 1
+    # A span that closes a bracket it did not open ("Happy Family), Qutty Meken (Blessed Land")
+    # ends before that bracket; one that opens a bracket it does not close ends before it too.
+    depth = 0
+    for i in range(start, end):
+        if context[i] == "(":
+            depth += 1
+        elif context[i] == ")":
+            if depth == 0:
+                end = i
+                break
+            depth -= 1
+    if depth > 0:
+        end = context.rfind("(", start, end)
     while start < end and context[start].isspace():
         start += 1
     while end > start and (context[end - 1].isspace() or context[end - 1] in ",;:"):
