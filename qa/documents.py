@@ -97,13 +97,17 @@ def list_document_files(documents_dir: str | Path) -> list[Path]:
     return sorted(files)
 
 
-def load_documents(documents_dir: str | Path) -> LoadReport:
-    """Load every supported file under ``documents_dir``; bad files are skipped and reported."""
+def load_documents(documents_dir: str | Path, known: dict[str, Document] | None = None) -> LoadReport:
+    """Load every supported file under ``documents_dir``; bad files are skipped and reported.
+
+    ``known`` maps content hashes to documents already loaded (the index's): a file or JSONL
+    record whose bytes hash to one of them is not parsed and cleaned again.
+    """
     report = LoadReport()
     seen: dict[str, str] = {}
     for path in list_document_files(documents_dir):
         try:
-            docs, problems = load_file(path)
+            docs, problems = load_file(path, known)
         except DocumentError as exc:
             report.skipped.append((str(path), str(exc)))
             continue
@@ -119,7 +123,7 @@ def load_documents(documents_dir: str | Path) -> LoadReport:
     return report
 
 
-def load_file(path: str | Path) -> tuple[list[Document], list[str]]:
+def load_file(path: str | Path, known: dict[str, Document] | None = None) -> tuple[list[Document], list[str]]:
     """The documents in one file and the problems with parts of it (bad JSONL records).
 
     Raises ``DocumentError`` naming the file and the problem when nothing in it is usable.
@@ -130,9 +134,12 @@ def load_file(path: str | Path) -> tuple[list[Document], list[str]]:
         raise DocumentError(f"{path.name}: unsupported file type {suffix!r} (expected one of {', '.join(SUPPORTED_SUFFIXES)})")
     raw = _read_bytes(path)
     if suffix == ".jsonl":
-        return _load_jsonl(path, raw)
-    text = _decode(path, raw)
+        return _load_jsonl(path, raw, known or {})
     sha = hashlib.sha256(raw).hexdigest()
+    previous = (known or {}).get(sha)
+    if previous is not None and previous.doc_id == path.stem:
+        return [replace(previous, source_path=str(path))], []
+    text = _decode(path, raw)
     if suffix in (".html", ".htm"):
         doc = _from_html(path, text, sha)
     else:
@@ -168,12 +175,16 @@ def _decode(path: Path, raw: bytes) -> str:
     return text
 
 
-def _load_jsonl(path: Path, raw: bytes) -> tuple[list[Document], list[str]]:
+def _load_jsonl(path: Path, raw: bytes, known: dict[str, Document]) -> tuple[list[Document], list[str]]:
     text = _decode(path, raw)
     docs: list[Document] = []
     errors: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            continue
+        sha = hashlib.sha256(line.encode("utf-8")).hexdigest()
+        if sha in known:
+            docs.append(replace(known[sha], source_path=f"{path}:{lineno}"))
             continue
         try:
             record = json.loads(line)
@@ -188,7 +199,6 @@ def _load_jsonl(path: Path, raw: bytes) -> tuple[list[Document], list[str]]:
         except ValueError as exc:
             errors.append(f"{path.name} line {lineno}: bad record skipped ({exc})")
             continue
-        sha = hashlib.sha256(line.encode("utf-8")).hexdigest()
         doc = _from_text(doc_id, body, sha, markdown=False, source_path=f"{path}:{lineno}")
         title = _clean_inline(record.get("title")) or doc.title
         date = _parse_date_field(record.get("date")) or doc.date

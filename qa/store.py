@@ -178,11 +178,12 @@ def sync(
     index_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda done, total, message: None)
     with _exclusive(index_dir):
-        notify(0, 1, "reading documents")
-        report = load_documents(documents_dir)
         old = None
         if not rebuild and (index_dir / MANIFEST).exists():
             old = Store.load(index_dir, model=model)
+        notify(0, 1, "reading documents")
+        # Files whose bytes the index already holds are not parsed and cleaned again.
+        report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         settings = chunker_settings or (ChunkerSettings(**old.manifest["chunker"]) if old else ChunkerSettings())
         if old and asdict(settings) != old.manifest["chunker"]:
