@@ -1,22 +1,25 @@
 """``ask()``: follow-up resolution, passages -> reading windows -> answer spans -> citations.
 
 1. A follow-up ("Which region is it in?") is rewritten with the previous turn: its pronoun
-   becomes the previous answer, and the previous question joins the search query. A
+   becomes what the previous turn was about (its answer when that names something, else the
+   name in its question), and the previous question joins the search query. A
    self-contained question is used as it is, however short.
-2. Retrieval returns the passages; in each, the sentences that share most words with the
-   question (sentence offsets were computed at index time) become short reading windows,
-   so the reader reads ~100 word pieces per passage instead of the whole chunk.
-3. The reader scores spans in every window at once; spans are mapped back to document
-   offsets, grouped by answer text, and cited with the passage that contains them.
-4. Below the calibrated threshold the answer is empty: the articles don't say.
+2. Retrieval returns the passages. A question naming something none of them mentions
+   ("the capital of France") gets no answer.
+3. In each passage, the sentence that shares most words with the question (sentence offsets
+   were computed at index time) grows into a short reading window, so the reader reads ~100
+   word pieces per passage instead of the whole chunk; all windows go in one forward pass.
+4. The answer scorer (a logistic regression fitted on SQuAD, see ``qa/train_answerer.py``)
+   turns each candidate's features into P(right); spans are mapped back to document offsets,
+   grouped by answer text, and cited with the passage that contains them.
+5. Below the calibrated threshold the answer is empty: the articles don't say.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import json
 import math
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,7 +130,6 @@ class Window:
     """A short stretch of one passage that the reader reads (document offsets)."""
 
     passage: Passage
-    rank: int  # the passage's retrieval rank
     start: int
     end: int
     text: str
@@ -231,7 +233,7 @@ def reading_windows(question: str, sources) -> list["Window"]:
     terms = set(tokenize(question))
     windows: list[Window] = []
     seen = set()
-    for rank, (passage, doc_text, sentences) in enumerate(sources):
+    for passage, doc_text, sentences in sources:
         sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
         overlaps = [len(terms & set(tokenize(doc_text[s:e]))) for s, e in sentences]
         best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
@@ -251,7 +253,7 @@ def reading_windows(question: str, sources) -> list["Window"]:
         if key in seen:  # overlapping chunks can give the same window twice: read it once
             continue
         seen.add(key)
-        windows.append(Window(passage, rank, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
+        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
         if len(windows) >= MAX_WINDOWS:
             break
     return windows

@@ -69,7 +69,16 @@ def build_model(base_path: str | None = None):
             logits = self.qa(h)
             return logits[..., 0], logits[..., 1]
 
-    bert = BertModel.from_pretrained(base_path or base_model_path(), add_pooling_layer=False)
+    from transformers.utils import logging as hf_logging
+
+    # The checkpoint's pooler weights are unused here; without this, transformers prints a
+    # "LOAD REPORT" about them on every start.
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        bert = BertModel.from_pretrained(base_path or base_model_path(), add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(previous)
     torch.manual_seed(0)
     return SpanModel(bert)
 
