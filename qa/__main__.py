@@ -69,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 def _index(args) -> int:
     import qa
 
-    def progress(done: int, total: int, message: str) -> None:
-        pass  # the embedding step draws its own progress bar on the terminal
-
-    summary = qa.update_index(args.documents, args.index, rebuild=args.rebuild, progress=progress,
+    # No callback: the embedding step draws its own progress bar on the terminal for long runs.
+    summary = qa.update_index(args.documents, args.index, rebuild=args.rebuild,
                               model=args.model, index_type=args.index_type)
     for path, reason in summary.skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)

@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -293,7 +293,7 @@ def sync(
             _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical)
         seconds = time.perf_counter() - t0
         notify(1, 1, "done")
-        return UpdateSummary(**{**asdict(summary), "skipped": summary.skipped, "seconds": seconds})
+        return replace(summary, seconds=seconds)
 
 
 def _row(vector_id: int, chunk: Chunk) -> ChunkRow:
@@ -312,10 +312,9 @@ def _source_file(doc: Document) -> str | None:
 
 def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress, block: int = 256) -> np.ndarray:
     """Embed in blocks so long runs report progress; the bar goes to the terminal for big jobs."""
-    show_bar = len(texts) > block and notify is not None
     parts = []
     bar = None
-    if show_bar:
+    if len(texts) > block:
         from tqdm import tqdm
 
         bar = tqdm(total=len(texts), unit="chunk", desc="embedding", leave=False)
