@@ -1,6 +1,12 @@
 """``ask()`` latency on the seed collection after warm-up (the reader and the embedder loaded).
 
     python bench/bench_ask.py [--repeats 5]
+
+Measures, in one run and interleaved question by question (so that a noisy neighbour slows
+both alike):
+- ``shipped``: the reader as shipped (int8, per-channel weights) reading MAX_WINDOWS windows;
+- ``baseline``: the same reader weights in fp32 reading 4 windows, as before the int8 change;
+- ``retrieve``: retrieval alone.
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ from common import ROOT, percentiles, save
 
 def main() -> None:
     import qa
+    import qa.answering as answering
+    import qa.candidates as candidates
+    from qa.reader import Reader
     from qa.store import sync
 
     parser = argparse.ArgumentParser()
@@ -25,20 +34,37 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="qa-bench-ask-"))
     sync(ROOT / "documents", work / "index")
     index = qa.Index.load(work / "index")
-    for r in rows[:3]:
-        index.ask(r["question"], history=r["history"])  # warm-up
-    ask_times, retrieve_times = [], []
+    shipped_reader, fp32_reader = Reader.load(), Reader.load(quantize=False)
+    shipped_windows = candidates.MAX_WINDOWS
+
+    def configure(name: str) -> None:
+        reader, windows = (shipped_reader, shipped_windows) if name == "shipped" else (fp32_reader, 4)
+        answering.get_reader = lambda: reader
+        candidates.MAX_WINDOWS = windows
+
+    times: dict[str, list[float]] = {"shipped": [], "baseline": [], "retrieve": []}
+    for name in ("shipped", "baseline"):
+        configure(name)
+        for r in rows[:3]:
+            index.ask(r["question"], history=r["history"])  # warm-up
     for _ in range(args.repeats):
         for r in rows:
-            t0 = time.perf_counter()
-            index.ask(r["question"], history=r["history"])
-            ask_times.append(time.perf_counter() - t0)
+            for name in ("shipped", "baseline"):
+                configure(name)
+                t0 = time.perf_counter()
+                index.ask(r["question"], history=r["history"])
+                times[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             index.retrieve(r["question"])
-            retrieve_times.append(time.perf_counter() - t0)
+            times["retrieve"].append(time.perf_counter() - t0)
+    configure("shipped")
     shutil.rmtree(work)
-    save("ask_latency", {"questions": len(rows), "repeats": args.repeats, "ask": percentiles(ask_times),
-                         "retrieve_alone": percentiles(retrieve_times)})
+    shipped, baseline = percentiles(times["shipped"]), percentiles(times["baseline"])
+    save("ask_latency", {
+        "questions": len(rows), "repeats": args.repeats, "windows": shipped_windows,
+        "ask": shipped, "baseline_fp32_4_windows": baseline, "retrieve_alone": percentiles(times["retrieve"]),
+        "p50_ratio_shipped_to_baseline": round(shipped["p50_ms"] / baseline["p50_ms"], 3),
+    })
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
    self-contained question is used as it is, however short.
 2. Retrieval returns the passages. A question naming something none of them mentions
    ("the capital of France") gets no answer.
-3. In each passage, the sentence that shares most words with the question (sentence offsets
-   were computed at index time) grows into a short reading window, so the reader reads ~100
-   word pieces per passage instead of the whole chunk; all windows go in one forward pass.
+3. The best sentence of each passage grows into a short reading window; the reader reads all
+   windows in one forward pass and its spans become candidates with features
+   (``qa/candidates.py``).
 4. The answer scorer (a logistic regression fitted on SQuAD, see ``qa/train_answerer.py``)
    turns each candidate's features into P(right); spans are mapped back to document offsets,
    grouped by answer text, and cited with the passage that contains them.
@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .evaluation import normalize_answer
+from .candidates import Candidate, read_candidates
 from .lexical import tokenize
 from .reader import Reader
 from .retrieval import Filters, check_query
 from .types import Answer, Citation, Passage
 
-MAX_WINDOWS = 4  # the reader's cost grows with the word pieces it reads: this bounds ask() latency
-WINDOW_CHARS = 480  # about 100 word pieces: the best sentence and, room allowing, its neighbours
 ANSWERER_FILE = Path(__file__).resolve().parent / "reader_model" / "answerer.json"
 MAX_ALTERNATIVES = 3
 MAX_QUESTION_CHARS = 1000  # the reader reads at most 64 word pieces of a question anyway
@@ -125,36 +123,6 @@ def _looks_possessive(question: str, after: int) -> bool:
     return bool(nxt) and nxt.group(1).lower() not in {"to", "in", "at", "on", "for", "with", "about", "from", "by", "and", "or"}
 
 
-@dataclass
-class Window:
-    """A short stretch of one passage that the reader reads (document offsets)."""
-
-    passage: Passage
-    start: int
-    end: int
-    text: str
-    sentences: list[tuple[int, int]]  # document offsets of the window's sentences
-    document_text: str
-
-
-@dataclass
-class Candidate:
-    text: str
-    doc_start: int
-    doc_end: int
-    passage: Passage
-    key: str  # normalised answer text
-    features: dict[str, float]
-    score: float = 0.0
-
-
-# Not the passage's retrieval rank: on SQuAD (one article's paragraphs) the gold paragraph is
-# nearly always first, on a news collection of similar articles it is not, so a fitted rank
-# weight does not transfer.
-FEATURES = ("span_logit", "no_answer_logit", "sentence_overlap", "answer_in_question", "support", "top_in_window", "unit_match")
-_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
-
-
 def answer_question(index, question: str, history=None, k: int = 5, filters: dict | Filters | None = None) -> Answer:
     check_query(question)
     resolved = resolve_followup(question[:MAX_QUESTION_CHARS], history)
@@ -170,93 +138,11 @@ def answer_question(index, question: str, history=None, k: int = 5, filters: dic
         # The question is about a name or number the retrieved articles never mention
         # ("the capital of France"): whatever span the reader found would answer something else.
         return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
-    candidates = read_candidates(get_reader(), resolved.reader_question, sources)
+    candidates = read_candidates(get_reader(), resolved.reader_question, sources, idf=store.lexical.idf)
     scorer = get_answer_scorer()
     for c in candidates:
         c.score = scorer.probability(c.features)
     return _assemble(question, resolved.reader_question, candidates, passages, scorer.threshold)
-
-
-def read_candidates(reader: Reader, question: str, sources) -> list[Candidate]:
-    """Read the best windows of ``sources`` ((passage, document text, sentence offsets), best first)
-    and describe every answer candidate by the features the answer scorer weighs."""
-    windows = reading_windows(question, sources)
-    if not windows:
-        return []
-    results = reader.read(question, [w.text for w in windows], top_k=3)
-    q_terms = set(tokenize(question))
-    units = _asked_units(question)
-    candidates: list[Candidate] = []
-    for window, result in zip(windows, results):
-        na = min(max(result.no_answer, 1e-4), 1 - 1e-4)
-        for i, span in enumerate(result.spans):
-            key = normalize_answer(span.text)
-            if not key:
-                continue
-            a, b = window.start + span.start, window.start + span.end
-            sentence = " ".join(window.document_text[s:e] for s, e in window.sentences if s < b and e > a)
-            answer_terms = set(tokenize(span.text))
-            context_terms = set(tokenize(sentence)) - answer_terms
-            p = min(max(span.score, 1e-4), 1 - 1e-4)
-            candidates.append(Candidate(span.text, a, b, window.passage, key, features={
-                "span_logit": math.log(p / (1 - p)),
-                "no_answer_logit": math.log(na / (1 - na)),
-                "sentence_overlap": len(q_terms & context_terms) / max(1, len(q_terms)),
-                "answer_in_question": len(answer_terms & q_terms) / max(1, len(answer_terms)),
-                "support": 0.0,
-                "top_in_window": 1.0 if i == 0 else 0.0,
-                # "How many jobs": does "jobs" follow (or end) the number? (1.5 million people vs 750 thousand jobs)
-                "unit_match": 1.0 if units and units & set(tokenize(span.text + " " + _next_words(window.document_text, b))) else 0.0,
-            }))
-    # The same answer found in several windows is better supported.
-    counts: dict[str, int] = {}
-    for c in candidates:
-        counts[c.key] = counts.get(c.key, 0) + 1
-    for c in candidates:
-        c.features["support"] = float(counts[c.key] - 1)
-    return candidates
-
-
-def _asked_units(question: str) -> set[str]:
-    """The counted thing of a "how many/much" question: its first content words."""
-    m = _HOW_MANY.search(question)
-    return set(tokenize(m.group(1))[:2]) if m else set()
-
-
-def _next_words(text: str, end: int, n: int = 3) -> str:
-    return " ".join(text[end:end + 80].split()[:n])
-
-
-def reading_windows(question: str, sources) -> list["Window"]:
-    """In each passage, the sentence sharing most words with the question, grown with its
-    neighbours up to WINDOW_CHARS; one window per passage, at most MAX_WINDOWS."""
-    terms = set(tokenize(question))
-    windows: list[Window] = []
-    seen = set()
-    for passage, doc_text, sentences in sources:
-        sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
-        overlaps = [len(terms & set(tokenize(doc_text[s:e]))) for s, e in sentences]
-        best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
-        lo = hi = best
-        while True:  # grow the window with neighbouring sentences while it stays short
-            grown = False
-            if lo > 0 and sentences[hi][1] - sentences[lo - 1][0] <= WINDOW_CHARS:
-                lo -= 1
-                grown = True
-            if hi + 1 < len(sentences) and sentences[hi + 1][1] - sentences[lo][0] <= WINDOW_CHARS:
-                hi += 1
-                grown = True
-            if not grown:
-                break
-        start, end = sentences[lo][0], sentences[hi][1]
-        key = (passage.doc_id, start, end)
-        if key in seen:  # overlapping chunks can give the same window twice: read it once
-            continue
-        seen.add(key)
-        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
-        if len(windows) >= MAX_WINDOWS:
-            break
-    return windows
 
 
 _NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")

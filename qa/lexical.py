@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -46,6 +47,19 @@ class LexicalIndex:
         if not terms:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+
+    def idf(self, terms) -> dict[str, float]:
+        """log((N + 1) / (df + 0.5)) of each term over the chunk rows (the rarest weigh most)."""
+        n = self.size
+        if self._bm25 is None:
+            return {t: math.log(n + 2) for t in terms}
+        vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
+        out = {}
+        for t in terms:
+            i = vocab.get(t)
+            df = 0 if i is None else int(indptr[i + 1] - indptr[i])
+            out[t] = math.log((n + 1) / (df + 0.5))
+        return out
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

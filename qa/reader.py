@@ -83,6 +83,26 @@ def build_model(base_path: str | None = None):
     return SpanModel(bert)
 
 
+def quantize_int8(model):
+    """Dynamic int8 for every Linear layer, with one weight scale per output channel.
+
+    The Linear layers are ~90% of the reader's time; int8 makes a 4-window ``ask`` about 40%
+    faster. One scale per output channel keeps most of the accuracy that a single scale per
+    matrix loses (aside split: EM 58.5 fp32, 56.1 per channel, 52.4 per tensor).
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is marked deprecated in favour of torchao (not a dependency here);
+        # the eager dynamic path still works in the pinned torch and is what this model needs.
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        )
+
+
 def trainable_state_dict(model) -> dict[str, Any]:
     """Everything but the frozen word-embedding matrix (what we ship)."""
     return {
@@ -160,6 +180,7 @@ class Candidate:
     end: int
     logp: float  # log P(start) + log P(end) within the window
     margin: float  # (start+end logit) - (null start+end logit)
+    logit: float  # start + end logit: unnormalised, so comparable between windows
 
 
 @dataclass
@@ -204,6 +225,7 @@ def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Win
                 end=window.offsets[tb][1],
                 logp=float(ls[ta] + le[tb]),
                 margin=float(s[ta] + e[tb] - null_sum),
+                logit=float(s[ta] + e[tb]),
             )
         )
     return WindowScores(window.context_index, float(-cands[0].margin), cands)
@@ -244,9 +266,10 @@ class ReaderResult:
 
     spans: list[Span] = field(default_factory=list)
     no_answer: float = 1.0
+    logits: list[float] = field(default_factory=list)  # per span: start + end logit, comparable between contexts
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spans": [s.to_dict() for s in self.spans], "no_answer": self.no_answer}
+        return {"spans": [s.to_dict() for s in self.spans], "no_answer": self.no_answer, "logits": self.logits}
 
 
 DEFAULT_CALIBRATION = {
@@ -283,7 +306,6 @@ class Reader:
 
     @classmethod
     def _load(cls, path: Path, quantize: bool | None) -> "Reader":
-        import torch
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
@@ -303,7 +325,7 @@ class Reader:
         if quantize is None:
             quantize = bool(cfg.get("quantize", False))
         if quantize:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = quantize_int8(model)
         tok = AutoTokenizer.from_pretrained(base)
         return cls(
             model,
@@ -349,19 +371,19 @@ class Reader:
         return per
 
     def _result(self, context: str, wins: list[WindowScores], top_k: int) -> ReaderResult:
-        best: dict[tuple[int, int], float] = {}
+        best: dict[tuple[int, int], tuple[float, float]] = {}
         for ws in wins:
             for c in ws.candidates:
                 a, b = _trim(context, c.start, c.end)
                 if a >= b:
                     continue
                 p = self.span_probability(c.logp, c.margin)
-                if p > best.get((a, b), -1.0):
-                    best[(a, b)] = p
-        spans = [Span(context[a:b], a, b, float(p)) for (a, b), p in best.items()]
-        spans.sort(key=lambda s: (-s.score, s.start))
+                if p > best.get((a, b), (-1.0, 0.0))[0]:
+                    best[(a, b)] = (p, c.logit)
+        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0][0]))[:top_k]
         null_margin = min((ws.null_margin for ws in wins), default=1e3)
-        return ReaderResult(spans[:top_k], float(self.no_answer_probability(null_margin)))
+        return ReaderResult([Span(context[a:b], a, b, float(p)) for (a, b), (p, _) in ranked],
+                            float(self.no_answer_probability(null_margin)), [logit for _, (_, logit) in ranked])
 
     @staticmethod
     def _check(question: str, contexts: Sequence[str]) -> None:

@@ -2,13 +2,17 @@
 
 ``ask`` reads a few windows from several retrieved passages, so the reader's per-window span
 score is not the whole story: the answer scorer weighs it with the window's no-answer
-probability, how well the answer's sentence matches the question, the passage's rank, how
-much of the answer just repeats the question, and how many windows agree. It is a logistic
-regression, so its output is a probability that the answer is right (exact match).
+probability, how well the answer's sentence and window match the question, how close it stands
+to the question's words, whether its shape fits what is asked (a name for "who", a figure for
+"how many"), how much of it just repeats the question, and how many windows agree (the
+features are listed in ``qa/candidates.py``). It is a logistic regression, so its output is a
+probability that the answer is right: an exact match with a gold answer, of the answer or of
+the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` adds).
 
-It is fitted the way ``ask`` runs: for each SQuAD question, the paragraphs of its article are
-the passages, ranked by word overlap with the question; ``qa.answering.read_candidates``
-reads their best windows; every candidate is labelled right or wrong against the gold answers.
+It is fitted the way ``ask`` runs: for each SQuAD question, the passages are the paragraphs of
+the fitting articles (all of them, as one collection) ranked by idf-weighted word overlap with
+the question; ``qa.candidates.read_candidates`` reads their best windows; every candidate is
+labelled right or wrong against the gold answers.
 
 DATA RULES: fitted on SQuAD v1.1 dev articles 20-23 (the reader never trained on them) plus
 the SQuAD v2.0 unanswerable questions of those titles; articles 0-19 are not used (the reader
@@ -20,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from qa.answering import ANSWERER_FILE, FEATURES, read_candidates
+from qa.answering import ANSWERER_FILE
+from qa.candidates import FEATURES, read_candidates
 from qa.chunking import sentence_spans
 from qa.evaluation import calibration_table, exact_match_score
 from qa.lexical import tokenize
@@ -44,53 +51,73 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
-def questions(first: int, last: int, max_answerable: int | None, max_unanswerable: int | None, seed: int) -> list[dict]:
-    """(question, gold answers, article paragraphs) for SQuAD articles first..last-1 (file order)."""
+def questions(first: int, last: int, max_answerable: int | None, max_unanswerable: int | None, seed: int,
+              pool_first: int | None = None):
+    """(question, gold answers) for SQuAD articles first..last-1 (file order), and the pool of
+    the paragraphs of articles pool_first..last-1 (default: the same articles), which stands in
+    for the index."""
     v11 = json.load(open(V11))["data"]
     titles = [a["title"] for a in v11[first:last]]
     rng = random.Random(seed)
     answerable, unanswerable = [], []
     for art in v11[first:last]:
-        paragraphs = [p["context"] for p in art["paragraphs"]]
         for p in art["paragraphs"]:
             for q in p["qas"]:
-                answerable.append({"question": q["question"], "answers": [a["text"] for a in q["answers"]], "paragraphs": paragraphs})
+                answerable.append({"question": q["question"], "answers": [a["text"] for a in q["answers"]]})
     for art in json.load(open(V20))["data"]:
         if art["title"] not in titles:
             continue
-        paragraphs = [p["context"] for p in art["paragraphs"]]
         for p in art["paragraphs"]:
             for q in p["qas"]:
                 if q.get("is_impossible"):
-                    unanswerable.append({"question": q["question"], "answers": [], "paragraphs": paragraphs})
+                    unanswerable.append({"question": q["question"], "answers": []})
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
-    return answerable[:max_answerable] + unanswerable[:max_unanswerable]
+    pool_first = first if pool_first is None else pool_first
+    pool = ParagraphPool([p["context"] for art in v11[pool_first:last] for p in art["paragraphs"]])
+    return answerable[:max_answerable] + unanswerable[:max_unanswerable], pool
 
 
-def sources_for(question: str, paragraphs: list[str]):
-    """The article's paragraphs as retrieved passages: ranked by question-term overlap (idf-weighted)."""
-    q_terms = set(tokenize(question))
-    para_terms = [set(tokenize(p)) for p in paragraphs]
-    df = {t: sum(t in terms for terms in para_terms) for t in q_terms}
-    n = len(paragraphs)
-    scores = [sum(np.log((n + 1) / (df[t] + 0.5)) for t in q_terms & terms) for terms in para_terms]
-    order = sorted(range(n), key=lambda i: -scores[i])[:PASSAGES]
-    out = []
-    for i in order:
-        text = paragraphs[i]
-        passage = Passage(text=text, doc_id=f"p{i}", title=None, date=None, start=0, end=len(text), score=scores[i], chunk_id=f"p{i}#0")
-        out.append((passage, text, sentence_spans(text)))
-    return out
+class ParagraphPool:
+    """The paragraphs of several articles as one small collection, searched the way a news index
+    is: a question's passages may come from other articles, as they do in ``ask``. (Ranking only
+    its own article's paragraphs made every passage on-topic, and the scorer learned too little
+    from how well a window matches the question.)"""
+
+    def __init__(self, paragraphs: list[str]):
+        self.paragraphs = paragraphs
+        self.terms = [set(tokenize(p)) for p in paragraphs]
+        df = Counter(t for terms in self.terms for t in terms)
+        n = len(paragraphs)
+        self.idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
+
+    def idf_of(self, terms) -> dict[str, float]:
+        n = len(self.paragraphs)
+        return {t: self.idf.get(t, math.log((n + 1) / 0.5)) for t in terms}
+
+    def sources(self, question: str):
+        """The PASSAGES best paragraphs by idf-weighted question-term overlap, as ``read_candidates`` sources."""
+        q_terms = set(tokenize(question))
+        scores = [sum(self.idf[t] for t in q_terms & terms) for terms in self.terms]
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[:PASSAGES]
+        out = []
+        for i in order:
+            text = self.paragraphs[i]
+            passage = Passage(text=text, doc_id=f"p{i}", title=None, date=None, start=0, end=len(text), score=scores[i], chunk_id=f"p{i}#0")
+            out.append((passage, text, sentence_spans(text)))
+        return out
 
 
-def collect(reader: Reader, items: list[dict]) -> list[tuple[list[dict], list[int]]]:
+def collect(reader: Reader, items: list[dict], pool: ParagraphPool) -> list[tuple[list[dict], list[int]]]:
     """Per question: the candidates' features and their labels (1 = exact match with a gold answer)."""
     out = []
     t0 = time.perf_counter()
     for i, item in enumerate(items):
-        cands = read_candidates(reader, item["question"], sources_for(item["question"], item["paragraphs"]))
-        labels = [int(any(exact_match_score(c.text, g) for g in item["answers"])) for c in cands]
+        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf_of)
+        # Right = the answer, or the reader's span inside it, is a gold answer: SQuAD's gold
+        # answers often leave out the unit that ``complete_span`` adds ("750 thousand" + "jobs").
+        labels = [int(any(exact_match_score(c.text, g) or exact_match_score(c.reader_text, g) for g in item["answers"]))
+                  for c in cands]
         out.append(([c.features for c in cands], labels))
         if (i + 1) % 200 == 0:
             log(f"read {i + 1}/{len(items)} questions ({time.perf_counter() - t0:.0f}s)")
@@ -176,9 +203,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     reader = Reader.load()
 
-    fit_items = questions(20, 24, None, None, args.seed)
+    # Questions of articles 20-23, searched among the paragraphs of articles 0-23: a collection of
+    # 24 articles, as large as the held-out one, so the scorer meets as many distractors in
+    # fitting as it will in the report (articles 0-19 give passages only, never labels).
+    fit_items, fit_pool = questions(20, 24, None, None, args.seed, pool_first=0)
     log(f"fit set: {len(fit_items)} questions from articles 20-23")
-    fit = collect(reader, fit_items)
+    fit = collect(reader, fit_items, fit_pool)
     X, y = matrix(fit)
     log(f"{len(y)} candidates, {y.mean():.3f} right")
     lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
@@ -187,7 +217,7 @@ def main(argv=None) -> None:
     result = {
         "features": list(FEATURES), "coef": [round(float(c), 6) for c in coef], "intercept": round(intercept, 6),
         "threshold": 0.0,
-        "fitted_on": "SQuAD v1.1 dev articles 20-23 + SQuAD v2.0 unanswerables of those titles; passages = the article's paragraphs",
+        "fitted_on": "SQuAD v1.1 dev articles 20-23 + SQuAD v2.0 unanswerables of those titles; passages = the best 5 paragraphs of those 4 articles",
     }
     ANSWERER_FILE.write_text(json.dumps(result, indent=1))
     # The abstention threshold weighs SQuAD 2.0 no-answer questions and the seed questions over
@@ -199,9 +229,9 @@ def main(argv=None) -> None:
     result["fit_set"] = summarize(rows, threshold)
     result["seed_questions"] = summarize(seed_rows, threshold)
     if args.report:
-        held = questions(24, 48, args.report_answerable, args.report_unanswerable, args.seed)
+        held, held_pool = questions(24, 48, args.report_answerable, args.report_unanswerable, args.seed)
         log(f"held-out report: {len(held)} questions from articles 24-47")
-        result["held_out"] = summarize(answer_level(collect(reader, held), held, coef, intercept), threshold)
+        result["held_out"] = summarize(answer_level(collect(reader, held, held_pool), held, coef, intercept), threshold)
     ANSWERER_FILE.write_text(json.dumps(result, indent=1))
     log(json.dumps({k: v for k, v in result.items() if k not in ("fit_set", "held_out")}))
     for name in ("fit_set", "seed_questions", "held_out"):

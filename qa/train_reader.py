@@ -39,7 +39,7 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
-def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int):
+def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int, n_neg_hard: int = 0):
     v11 = json.load(open(V11))["data"][:N_FIT_ARTICLES]
     titles = [a["title"] for a in v11]
     assert titles[0] == "Super_Bowl_50" and titles[-1] == "Victoria_and_Albert_Museum", titles
@@ -81,6 +81,25 @@ def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int):
         rng.shuffle(out)
         return out[:n]
 
+    def hard_negatives(arts, n):
+        """Question paired with the paragraph of *another* article that shares most of its words:
+        what retrieval over a news collection puts in front of the reader. The reader learns to
+        say "no answer" there instead of offering a confident span."""
+        from qa.lexical import tokenize
+
+        paras = [(ai, p["context"], set(tokenize(p["context"]))) for ai, a in enumerate(arts) for p in a["paragraphs"]]
+        out = []
+        for ai, a in enumerate(arts):
+            for p in a["paragraphs"]:
+                for q in p["qas"]:
+                    terms = set(tokenize(q["question"]))
+                    best = max((x for x in paras if x[0] != ai), key=lambda x: len(terms & x[2]))
+                    if any(x["text"].lower() in best[1].lower() for x in q["answers"]):
+                        continue
+                    out.append({"id": q["id"] + "_hard", "question": q["question"], "context": best[1], "answers": []})
+        rng.shuffle(out)
+        return out[:n]
+
     v20 = json.load(open(V20))["data"]
     neg_tr, neg_dev = [], []
     for a in v20:
@@ -95,6 +114,8 @@ def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int):
     train_arts = [a for a in v11 if a["title"] in train_titles]
     dev_arts = [a for a in v11 if a["title"] in dev_titles]
     train = answerable(train_arts) + neg_tr[:n_neg_v2] + shuffled_negatives(train_arts, n_neg_shuffled)
+    if n_neg_hard:
+        train += hard_negatives(train_arts, n_neg_hard)
     dev_pos = answerable(dev_arts)
     dev_neg = neg_dev + shuffled_negatives(dev_arts, max(200, len(dev_pos) // 3))
     return train, dev_pos, dev_neg
@@ -238,6 +259,7 @@ def main(argv=None):
     ap.add_argument("--stride", type=int, default=R.STRIDE)
     ap.add_argument("--neg-v2", type=int, default=700)
     ap.add_argument("--neg-shuffled", type=int, default=300)
+    ap.add_argument("--neg-hard", type=int, default=0, help="questions paired with another article's closest paragraph")
     ap.add_argument("--warmup", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--time-limit", type=float, default=2000, help="seconds of training before stopping")
@@ -256,7 +278,7 @@ def main(argv=None):
         calibrate(out_dir, args, quantize=args.quantize == "yes")
         return
 
-    train, dev_pos, dev_neg = load_data(args.seed, args.neg_v2, args.neg_shuffled)
+    train, dev_pos, dev_neg = load_data(args.seed, args.neg_v2, args.neg_shuffled, args.neg_hard)
     log(f"train examples {len(train)} (neg {sum(1 for e in train if not e['answers'])}); aside pos {len(dev_pos)} neg {len(dev_neg)}")
     model = R.build_model()
     from transformers import AutoTokenizer

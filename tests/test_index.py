@@ -10,14 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import DATA, ROOT, SEED_DOCUMENTS
 
 import qa
 from qa.answering import resolve_followup
 from qa.embedding import get_embedder
-from qa.store import Store, sync
+from qa.store import sync
 
 
 class CountingEmbedder:

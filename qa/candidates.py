@@ -1,0 +1,317 @@
+"""Answer candidates: retrieved passages -> reading windows -> reader spans -> completed spans with features.
+
+``ask`` (``qa/answering.py``) and the answer scorer's fitting (``qa/train_answerer.py``) both go
+through ``read_candidates``, so the scorer is fitted on exactly the features ``ask`` computes.
+
+1. ``reading_windows``: in each passage, the sentence sharing most words with the question grows
+   into a short window (sentence offsets were computed at index time), so the reader reads ~100
+   word pieces per passage instead of the whole chunk; all windows go in one forward pass.
+2. The reader proposes spans in each window.
+3. ``complete_span``: a number keeps its unit and qualifier ("more than 750 thousand jobs",
+   "170.5 billion US dollars"), a "which region" answer keeps its head noun ("East Kazakhstan
+   region"). The reader learned SQuAD's habit of cutting these off; a news reader wants them.
+4. Each candidate is described by ``FEATURES``: the reader's scores, how well its sentence and
+   window match the question, how close it stands to the question's words, whether its shape
+   fits what the question asks for (a name for "who", a figure for "how many"), and agreement
+   between windows.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .evaluation import normalize_answer
+from .lexical import tokenize
+from .reader import Reader
+from .types import Passage
+
+MAX_WINDOWS = 3  # the reader's cost grows with the word pieces it reads: this bounds ask() latency
+WINDOW_CHARS = 480  # about 100 word pieces: the best sentence and, room allowing, its neighbours
+SHORT_PARAGRAPH_CHARS = 150  # a headline or dateline alone says too little: its window crosses paragraphs
+SPANS_PER_WINDOW = 5
+
+FEATURES = (
+    "span_logit", "span_raw_logit", "no_answer_logit", "sentence_overlap", "window_overlap", "answer_in_question",
+    "support", "top_in_window", "unit_match", "question_distance", "type_match", "type_mismatch",
+)
+
+
+@dataclass
+class Window:
+    """A short stretch of one passage that the reader reads (document offsets)."""
+
+    passage: Passage
+    start: int
+    end: int
+    text: str
+    sentences: list[tuple[int, int]]  # document offsets of the window's sentences
+    document_text: str
+
+
+@dataclass
+class Candidate:
+    text: str
+    doc_start: int
+    doc_end: int
+    passage: Passage
+    key: str  # normalised answer text
+    features: dict[str, float]
+    reader_text: str = ""  # the reader's span before ``complete_span`` added a unit or a qualifier
+    score: float = 0.0
+
+
+def reading_windows(asked: "AskedFor", sources) -> list[Window]:
+    """In each passage ((passage, document text, sentence offsets), best first), the sentence that
+    covers most of the question (idf-weighted), grown with its neighbours in the same paragraph up
+    to WINDOW_CHARS. Of these windows, one per passage, the MAX_WINDOWS that cover most of the
+    question are read (in retrieval order): the passage ranked fourth often holds the sentence
+    that says it."""
+    windows: list[Window] = []
+    coverage: list[float] = []
+    seen = set()
+    for passage, doc_text, sentences in sources:
+        sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
+        overlaps = [asked.coverage(set(tokenize(doc_text[s:e]))) for s, e in sentences]
+        best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+        lo = hi = best
+
+        def joins(i: int, j: int, cross: bool) -> bool:
+            # Sentences i < j may share a window: short enough, and in one paragraph unless crossing is allowed.
+            return sentences[j][1] - sentences[i][0] <= WINDOW_CHARS and (cross or "\n" not in doc_text[sentences[j - 1][1]:sentences[j][0]])
+
+        for cross in (False, True):
+            # Grow within the paragraph first (a paragraph is one topic in a news article); only
+            # a window still as short as a headline or a dateline takes the paragraphs around it.
+            if cross and sentences[hi][1] - sentences[lo][0] >= SHORT_PARAGRAPH_CHARS:
+                break
+            while True:
+                grown = False
+                if lo > 0 and joins(lo - 1, lo, cross) and joins(lo - 1, hi, True):
+                    lo -= 1
+                    grown = True
+                if hi + 1 < len(sentences) and joins(hi, hi + 1, cross) and joins(lo, hi + 1, True):
+                    hi += 1
+                    grown = True
+                if not grown:
+                    break
+        start, end = sentences[lo][0], sentences[hi][1]
+        key = (passage.doc_id, start, end)
+        if key in seen:  # overlapping chunks can give the same window twice: read it once
+            continue
+        seen.add(key)
+        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
+        coverage.append(asked.coverage(set(tokenize(doc_text[start:end]))))
+    keep = sorted(sorted(range(len(windows)), key=lambda i: -coverage[i])[:MAX_WINDOWS])
+    return [windows[i] for i in keep]
+
+
+def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Candidate]:
+    """Read the best windows of ``sources`` ((passage, document text, sentence offsets), best first)
+    and describe every answer candidate by the features the answer scorer weighs.
+
+    ``idf``: ``callable(terms) -> {term: idf}`` of the collection searched (``LexicalIndex.idf``),
+    so that sharing "NSDP" or "Akmola" with the question counts for more than sharing "issues"."""
+    asked = AskedFor.of(question, idf)
+    windows = reading_windows(asked, sources)
+    if not windows:
+        return []
+    results = reader.read(question, [w.text for w in windows], top_k=SPANS_PER_WINDOW)
+    candidates: list[Candidate] = []
+    windows_of: dict[str, set[int]] = {}
+    for w, (window, result) in enumerate(zip(windows, results)):
+        na = _clip(result.no_answer)
+        doc = window.document_text
+        seen = set()
+        for i, span in enumerate(result.spans):
+            a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
+            key = normalize_answer(doc[a:b])
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            windows_of.setdefault(key, set()).add(w)
+            text = doc[a:b]
+            sentence_words = _words(doc, *_sentence_around(window.sentences, a, b))
+            answer_terms = set(tokenize(text))
+            context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
+            expected = asked.answer_type
+            shape_fits = expected is not None and _has_shape(text, expected)
+            p = _clip(span.score)
+            candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
+                "span_logit": math.log(p / (1 - p)),
+                # The window-normalised score above says how sure the reader is within the window;
+                # the raw logit compares spans of different windows (scaled to about -1..1).
+                "span_raw_logit": result.logits[i] / 10.0,
+                "no_answer_logit": math.log(na / (1 - na)),
+                "sentence_overlap": asked.coverage(context_terms),
+                "window_overlap": asked.coverage(set(tokenize(window.text))),
+                "answer_in_question": len(answer_terms & asked.terms) / max(1, len(answer_terms)),
+                "support": 0.0,
+                "top_in_window": 1.0 if i == 0 else 0.0,
+                "unit_match": _unit_match(asked.units, doc, b, text),
+                "question_distance": _question_distance(sentence_words, a, b, asked.terms),
+                "type_match": 1.0 if shape_fits else 0.0,
+                "type_mismatch": 1.0 if expected is not None and not shape_fits else 0.0,
+            }))
+    # The same answer found in several windows is better supported.
+    for c in candidates:
+        c.features["support"] = float(len(windows_of[c.key]) - 1)
+    return candidates
+
+
+def _clip(p: float) -> float:
+    return min(max(p, 1e-4), 1 - 1e-4)
+
+
+# --------------------------------------------------------------------------- what the question asks for
+
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
+_WHICH_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)\b", re.I)
+_ASKS_NAME = re.compile(r"\b(?:who|whom|whose|where)\b", re.I)
+_ASKS_FIGURE = re.compile(
+    r"\b(?:when|how\s+(?:many|much|long|old|far|often|large|big)|(?:what|which)\s+(?:year|date|day|month|percentage|percent|"
+    r"share|proportion|number|amount|age|decade|century))\b", re.I)
+# Words that make a question a question: the answer's sentence need not share them.
+_QUESTION_WORDS = frozenset(tokenize("what which who whom whose when where why how did does do were has have had can "
+                                     "could would should shall might must"))
+_WHICH_NOT_A_HEAD = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "will", "would", "should"}
+
+
+@dataclass(frozen=True)
+class AskedFor:
+    """What the question asks for, read once per question."""
+
+    terms: frozenset[str]  # the question's stemmed terms
+    weights: dict[str, float]  # their idf in the collection searched
+    units: tuple[str, ...]  # "how many regional headquarters" -> ("region", "headquart")
+    head: str | None  # "which region ..." -> "region"
+    answer_type: str | None  # "name" (who, where), "figure" (how many, when, what share) or None
+
+    @classmethod
+    def of(cls, question: str, idf=None) -> "AskedFor":
+        m = _HOW_MANY.search(question)
+        units = tuple(tokenize(m.group(1))[:2]) if m else ()
+        h = _WHICH_NOUN.search(question)
+        head = tokenize(h.group(1)) if h and h.group(1).lower() not in _WHICH_NOT_A_HEAD else []
+        answer_type = "figure" if _ASKS_FIGURE.search(question) else "name" if _ASKS_NAME.search(question) else None
+        terms = frozenset(tokenize(question)) - _QUESTION_WORDS
+        weights = idf(terms) if idf else {t: 1.0 for t in terms}
+        return cls(terms, weights, units, head[0] if head else None, answer_type)
+
+    def coverage(self, terms: set[str]) -> float:
+        """The idf-weighted share of the question's terms among ``terms``."""
+        total = sum(self.weights.values())
+        return sum(w for t, w in self.weights.items() if t in terms) / total if total > 0 else 0.0
+
+
+_NUMBER_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|"
+    r"million|billion|trillion|dozen|half|third|quarter|january|february|march|april|may|june|july|august|september|october|"
+    r"november|december")
+_FIGURE = re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.I)
+
+
+def _has_shape(text: str, answer_type: str) -> bool:
+    if answer_type == "figure":
+        return bool(_FIGURE.search(text))
+    words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", text) if w.lower() not in _FUNCTION_WORDS]
+    return bool(words) and text[:1].isupper() and sum(w[0].isupper() for w in words) * 2 >= len(words)
+
+
+_FUNCTION_WORDS = frozenset({"of", "the", "and", "de", "for", "in", "on", "at", "a", "an", "to", "von", "van", "la", "le"})
+
+
+# --------------------------------------------------------------------------- completing spans
+
+_MAGNITUDE = r"(?:\d[\d.,]*%?|thousand|million|billion|trillion|hundred)"
+_CURRENCY = re.compile(
+    r"\s+(?:(?:US|U\.S\.|American|Canadian|Australian|Hong Kong)\s+)?(?:dollars|euros|pounds(?: sterling)?|tenge|"
+    r"rubles|roubles|yuan|yen|francs|rupees|won|lira)\b")
+_QUALIFIER = re.compile(
+    r"\b(?:more than|less than|fewer than|at least|at most|up to|about|around|approximately|nearly|almost|over|under|"
+    r"some|roughly)\s+$", re.I)
+_RANGE_START = re.compile(rf"\bfrom\s+(?:\S+\s+)?[$€£¥₸]?{_MAGNITUDE}(?:\s+(?:thousand|million|billion|trillion))?\s+to\s+$", re.I)
+_NEXT_WORD = re.compile(r"\s+([A-Za-z][\w'’-]*)")
+
+
+def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) -> tuple[int, int]:
+    """Widen a reader span to what a reader of the article would quote, within ``text[:limit]``:
+    a figure with its qualifier, range and unit ("more than 750 thousand jobs", "from 11 billion
+    to 170.5 billion US dollars"), a "which <noun>" answer with that noun ("East Kazakhstan
+    region")."""
+    span = text[start:end]
+    if re.match(r"\d", span):
+        if start > 0 and text[start - 1] in "$€£¥₸":
+            start -= 1
+        r = _RANGE_START.search(text, max(0, start - 60), start)  # "from 11 billion to" + "170.5 billion"
+        if r:
+            start = r.start()
+        elif re.match(r"\S+(?:\s+\S+)?\s+to\s+", span) and re.search(r"\bfrom\s+$", text[max(0, start - 6):start]):
+            start -= len(re.search(r"from\s+$", text[max(0, start - 6):start]).group(0))  # "from" + "11 billion to 170.5 billion"
+        q = _QUALIFIER.search(text, max(0, start - 20), start)
+        if q:
+            start = q.start()
+    if re.search(rf"{_MAGNITUDE}$", span, re.I):
+        money = _CURRENCY.match(text, end, limit)
+        if money:
+            end = money.end()
+        else:
+            for unit in asked.units:  # "how many jobs": "750 thousand" + "jobs"
+                nxt = _NEXT_WORD.match(text, end, limit)
+                if not nxt or tokenize(nxt.group(1)) != [unit]:
+                    break
+                end = nxt.end()
+    elif asked.head:
+        nxt = _NEXT_WORD.match(text, end, limit)
+        if nxt and tokenize(nxt.group(1)) == [asked.head] and span[:1].isupper():
+            end = nxt.end()
+    return start, end
+
+
+# --------------------------------------------------------------------------- positions of words
+
+_WORD = re.compile(r"\w+(?:[.,]\d+)*")
+
+
+def _sentence_around(sentences: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:
+    inside = [(s, e) for s, e in sentences if s < b and e > a]
+    return (inside[0][0], inside[-1][1]) if inside else (a, b)
+
+
+def _words(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """(start, end, stemmed term) of the content words of ``text[start:end]``; stopwords are left out."""
+    out = []
+    for m in _WORD.finditer(text, start, end):
+        term = tokenize(m.group(0))
+        if term:
+            out.append((m.start(), m.end(), term[0]))
+    return out
+
+
+def _question_distance(sentence_words, a: int, b: int, terms: frozenset[str]) -> float:
+    """How far (in content words, 0..1 on a log scale) the answer stands from the nearest word of
+    the question in its sentence: answers sit next to what the question mentions."""
+    positions = [i for i, (s, e, t) in enumerate(sentence_words) if t in terms and (e <= a or s >= b)]
+    inside = [i for i, (s, e, _) in enumerate(sentence_words) if s >= a and e <= b]
+    if not positions:
+        return 1.0
+    if not inside:  # the answer is all stopwords or punctuation: measure from where it stands
+        first = last = sum(1 for s, _, _ in sentence_words if s < a)
+    else:
+        first, last = inside[0], inside[-1]
+    gap = min(first - p if p < first else p - last for p in positions)
+    return min(1.0, math.log1p(max(0, gap - 1)) / math.log(21))
+
+
+def _unit_match(units: tuple[str, ...], text: str, end: int, answer: str) -> float:
+    """"How many jobs": 1 when "jobs" directly follows or ends the figure, 0.5 when it comes within
+    three words, else 0. (1.5 million people vs 750 thousand jobs.)"""
+    if not units:
+        return 0.0
+    answer_terms = tokenize(answer)
+    if answer_terms and answer_terms[-1] == units[0]:
+        return 1.0
+    following = tokenize(" ".join(text[end:end + 80].split()[:3]))
+    if following[:1] == [units[0]]:
+        return 1.0
+    return 0.5 if set(units) & set(following) else 0.0

@@ -1,0 +1,99 @@
+"""Reading windows, span completion and candidate features (``qa/candidates.py``)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qa.answering import ANSWERER_FILE
+from qa.candidates import FEATURES, MAX_WINDOWS, AskedFor, complete_span, read_candidates, reading_windows
+from qa.chunking import sentence_spans
+from qa.reader import Reader
+from qa.types import Passage
+
+
+def _complete(question: str, text: str, span: str) -> str:
+    start = text.index(span)
+    a, b = complete_span(text, start, start + len(span), len(text), AskedFor.of(question))
+    return text[a:b]
+
+
+@pytest.mark.parametrize("question,text,span,expected", [
+    # a figure keeps its qualifier and, for "how many jobs", the counted thing
+    ("How many jobs will the Enbek Program create?",
+     "Enbek will cover about 1.5 million people creating more than 750 thousand jobs.", "750 thousand",
+     "more than 750 thousand jobs"),
+    # a money amount keeps its currency, a range its start
+    ("By how much has Kazakhstan's GDP grown?",
+     "Kazakhstan's GDP has grown from 11 billion to 170.5 billion US dollars.", "170.5 billion",
+     "from 11 billion to 170.5 billion US dollars"),
+    ("By how much has Kazakhstan's GDP grown?",
+     "Kazakhstan's GDP has grown from 11 billion to 170.5 billion US dollars.", "11 billion to 170.5 billion",
+     "from 11 billion to 170.5 billion US dollars"),
+    ("What did it cost?", "It cost $40 million in 2019.", "40 million", "$40 million"),
+    # "which region" keeps the noun it asked about
+    ("Which region is May JSC in?", "May JSC in the East Kazakhstan region is large.", "East Kazakhstan",
+     "East Kazakhstan region"),
+    # nothing to add: the span stays as it is
+    ("How many headquarters were set up?", "There are 16 regional and 208 territorial headquarters.", "16", "16"),
+    ("Who chairs the party?", "The party is chaired by Ermukhamet Yertysbayev since 2020.", "Ermukhamet Yertysbayev",
+     "Ermukhamet Yertysbayev"),
+    ("What share is poor?", "Today the share has dropped to 4.6%. Next year", "4.6%", "4.6%"),
+])
+def test_complete_span(question, text, span, expected):
+    assert _complete(question, text, span) == expected
+
+
+def test_completion_stays_inside_the_window():
+    text = "It will create 750 thousand jobs."
+    start = text.index("750")
+    a, b = complete_span(text, start, start + len("750 thousand"), text.index(" jobs"), AskedFor.of("How many jobs?"))
+    assert text[a:b] == "750 thousand"
+
+
+def test_asked_for():
+    asked = AskedFor.of("How many regional headquarters were set up for the campaign?")
+    assert asked.units == ("region", "headquart") and asked.answer_type == "figure"
+    assert "how" not in asked.terms and "region" in asked.terms
+    assert AskedFor.of("Who received Baibek?").answer_type == "name"
+    assert AskedFor.of("Which region is it in?").head == "region"
+    assert AskedFor.of("What does Bakytty Otbasy mean?").answer_type is None
+    weighted = AskedFor.of("What issues did NSDP candidates focus on?", idf=lambda terms: {t: 3.0 if t == "nsdp" else 1.0 for t in terms})
+    assert weighted.coverage({"nsdp"}) == pytest.approx(3.0 / (3.0 + 3 * 1.0))
+    assert weighted.coverage(set()) == 0.0
+
+
+def _source(doc_id: str, text: str):
+    return (Passage(text=text, doc_id=doc_id, title=None, date=None, start=0, end=len(text), score=1.0, chunk_id=f"{doc_id}#0"),
+            text, sentence_spans(text))
+
+
+def test_windows_keep_to_the_paragraph_and_prefer_covering_passages():
+    news = ("The coordinator met the staff of a waste company. Acute issues of the region were raised.\n"
+            "Candidates from the NSDP met voters in the Akmola region. They focused on problems in the healthcare system. "
+            "They called for free medical services and a review of the insurance system.")
+    unrelated = [_source(f"other{i}", "The weather was cold and windy on Monday in the capital.") for i in range(MAX_WINDOWS)]
+    windows = reading_windows(AskedFor.of("What issues did NSDP candidates focus on in the Akmola region?"),
+                              unrelated + [_source("news", news)])
+    assert len(windows) == MAX_WINDOWS
+    assert windows[-1].passage.doc_id == "news"  # ranked last by retrieval, but it covers the question
+    # the window grows within its paragraph, not into the previous story's "Acute issues"
+    assert windows[-1].text.startswith("Candidates from the NSDP") and "Acute" not in windows[-1].text
+    # a headline alone is too short: its window takes the next paragraph too
+    headline = "Nazarbayev meets Nur Otan regional branches\n\nIndependence Palace, Nur-Sultan\n\nThe meeting was attended by deputies."
+    (window,) = reading_windows(AskedFor.of("Where did the meeting with Nur Otan regional branches take place?"),
+                                [_source("h", headline)])
+    assert "Independence Palace" in window.text
+
+
+def test_candidates_carry_every_feature_the_scorer_weighs():
+    shipped = json.loads(ANSWERER_FILE.read_text())
+    assert shipped["features"] == list(FEATURES), "answerer.json is stale: run python -m qa.train_answerer"
+    text = "Next 2 years, Enbek Program will provide coverage for about 1.5 million people creating more than 750 thousand jobs."
+    candidates = read_candidates(Reader.load(), "How many jobs will the Enbek Program create?", [_source("enbek", text)])
+    assert candidates
+    for c in candidates:
+        assert set(c.features) == set(FEATURES)
+        assert text[c.doc_start:c.doc_end] == c.text and c.reader_text in c.text
+    jobs = next(c for c in candidates if "750" in c.text)
+    assert jobs.text == "more than 750 thousand jobs" and jobs.features["unit_match"] == 1.0
