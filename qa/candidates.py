@@ -72,7 +72,8 @@ def reading_windows(asked: "AskedFor", sources) -> list[Window]:
     seen = set()
     for passage, doc_text, sentences in sources:
         sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
-        overlaps = [asked.coverage(set(tokenize(doc_text[s:e]))) for s, e in sentences]
+        sentence_terms = [set(tokenize(doc_text[s:e])) for s, e in sentences]
+        overlaps = [asked.coverage(terms) for terms in sentence_terms]
         best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
         lo = hi = best
 
@@ -100,8 +101,8 @@ def reading_windows(asked: "AskedFor", sources) -> list[Window]:
         if key in seen:  # overlapping chunks can give the same window twice: read it once
             continue
         seen.add(key)
-        text = doc_text[start:end]
-        windows.append(Window(passage, start, end, text, sentences[lo:hi + 1], doc_text, asked.coverage(set(tokenize(text)))))
+        window_terms = set().union(*sentence_terms[lo:hi + 1])
+        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text, asked.coverage(window_terms)))
     keep = sorted(sorted(range(len(windows)), key=lambda i: -windows[i].coverage)[:MAX_WINDOWS])
     return [windows[i] for i in keep]
 
@@ -120,8 +121,8 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
     candidates: list[Candidate] = []
     windows_of: dict[str, set[int]] = {}
     for w, (window, result) in enumerate(zip(windows, results)):
-        na = _clip(result.no_answer)
         doc = window.document_text
+        words_of: dict[tuple[int, int], list] = {}  # a window's spans mostly share a sentence: tokenise it once
         seen = set()
         for i, span in enumerate(result.spans):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
@@ -131,18 +132,20 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
             seen.add(key)
             windows_of.setdefault(key, set()).add(w)
             text = doc[a:b]
-            sentence_words = _words(doc, *_sentence_around(window.sentences, a, b))
+            around = _sentence_around(window.sentences, a, b)
+            if around not in words_of:
+                words_of[around] = _words(doc, *around)
+            sentence_words = words_of[around]
             answer_terms = set(tokenize(text))
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
             expected = asked.answer_type
             shape_fits = expected is not None and _has_shape(text, expected)
-            p = _clip(span.score)
             candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
-                "span_logit": math.log(p / (1 - p)),
+                "span_logit": _logit(span.score),
                 # The window-normalised score above says how sure the reader is within the window;
                 # the raw logit compares spans of different windows (scaled to about -1..1).
                 "span_raw_logit": result.logits[i] / 10.0,
-                "no_answer_logit": math.log(na / (1 - na)),
+                "no_answer_logit": _logit(result.no_answer),
                 "sentence_overlap": asked.coverage(context_terms),
                 "window_overlap": window.coverage,
                 "answer_in_question": len(answer_terms & asked.terms) / max(1, len(answer_terms)),
@@ -159,8 +162,9 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
     return candidates
 
 
-def _clip(p: float) -> float:
-    return min(max(p, 1e-4), 1 - 1e-4)
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
 
 
 # --------------------------------------------------------------------------- what the question asks for
@@ -231,6 +235,7 @@ _QUALIFIER = re.compile(
     r"\b(?:more than|less than|fewer than|at least|at most|up to|about|around|approximately|nearly|almost|over|under|"
     r"some|roughly)\s+$", re.I)
 _RANGE_START = re.compile(rf"\bfrom\s+(?:\S+\s+)?[$€£¥₸]?{_MAGNITUDE}(?:\s+(?:thousand|million|billion|trillion))?\s+to\s+$", re.I)
+_FROM_BEFORE = re.compile(r"\bfrom\s+$")
 _NEXT_WORD = re.compile(r"\s+([A-Za-z][\w'’-]*)")
 
 
@@ -246,8 +251,8 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
         r = _RANGE_START.search(text, max(0, start - 60), start)  # "from 11 billion to" + "170.5 billion"
         if r:
             start = r.start()
-        elif re.match(r"\S+(?:\s+\S+)?\s+to\s+", span) and re.search(r"\bfrom\s+$", text[max(0, start - 6):start]):
-            start -= len(re.search(r"from\s+$", text[max(0, start - 6):start]).group(0))  # "from" + "11 billion to 170.5 billion"
+        elif re.match(r"\S+(?:\s+\S+)?\s+to\s+", span) and (f := _FROM_BEFORE.search(text, max(0, start - 6), start)):
+            start = f.start()  # "from" + "11 billion to 170.5 billion"
         q = _QUALIFIER.search(text, max(0, start - 20), start)
         if q:
             start = q.start()

@@ -93,15 +93,9 @@ def exact_v2(prediction: str, answers: Sequence[str]) -> float:
 
 def f1_v2(prediction: str, answers: Sequence[str]) -> float:
     def one(pred: str, gold: str) -> float:
-        p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
-        if not p or not g:
-            return float(p == g)
-        common = Counter(p) & Counter(g)
-        same = sum(common.values())
-        if same == 0:
-            return 0.0
-        pr, rc = same / len(p), same / len(g)
-        return 2 * pr * rc / (pr + rc)
+        if not normalize_answer(pred) or not normalize_answer(gold):  # v2: no answer vs no answer
+            return float(normalize_answer(pred) == normalize_answer(gold))
+        return float(f1_score(pred, gold))
 
     return max(one(prediction, g) for g in _v2_gold(answers))
 
@@ -324,9 +318,8 @@ def evaluate_squad(path: str | Path, articles: str | None = "24:48", reader=None
     }
     if is_v2:
         out["v2"] = squad_v2_evaluate(data, preds)
-        answerable = [a for a in data]
         out["top_span_on_answerable"] = squad_evaluate(
-            [{"paragraphs": [{"qas": [q for q in p["qas"] if not q.get("is_impossible")]} for p in a["paragraphs"]]} for a in answerable],
+            [{"paragraphs": [{"qas": [q for q in p["qas"] if not q.get("is_impossible")]} for p in a["paragraphs"]]} for a in data],
             top_preds,
         )
         out["no_answer_calibration"] = calibration_table(na_probs, na_gold)

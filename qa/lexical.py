@@ -17,6 +17,11 @@ _stemmer = Stemmer.Stemmer("english")
 MAX_QUERY_TOKENS = 1024  # a pasted page as a query is still searched, by its first words
 
 
+def idf_weight(n_docs: int, df: int) -> float:
+    """log((N + 1) / (df + 0.5)): the rarer a term, the more sharing it says (never negative)."""
+    return math.log((n_docs + 1) / (df + 0.5))
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased, stemmed, stopword-free terms; the same function for chunks and queries."""
     words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
@@ -49,16 +54,14 @@ class LexicalIndex:
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
 
     def idf(self, terms) -> dict[str, float]:
-        """log((N + 1) / (df + 0.5)) of each term over the chunk rows (the rarest weigh most)."""
-        n = self.size
+        """``idf_weight`` of each term over the chunk rows (the rarest weigh most)."""
         if self._bm25 is None:
-            return {t: math.log(n + 2) for t in terms}
+            return {t: idf_weight(self.size, 0) for t in terms}
         vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
         out = {}
         for t in terms:
             i = vocab.get(t)
-            df = 0 if i is None else int(indptr[i + 1] - indptr[i])
-            out[t] = math.log((n + 1) / (df + 0.5))
+            out[t] = idf_weight(self.size, 0 if i is None else int(indptr[i + 1] - indptr[i]))
         return out
 
     def save(self, directory: Path) -> None:

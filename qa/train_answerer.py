@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import random
 import time
 from collections import Counter
@@ -36,19 +34,13 @@ import numpy as np
 from qa.answering import ANSWERER_FILE
 from qa.candidates import FEATURES, read_candidates
 from qa.chunking import sentence_spans
-from qa.evaluation import calibration_table, exact_match_score
-from qa.lexical import tokenize
+from qa.evaluation import calibration_table, exact_match_score, load_squad
+from qa.lexical import idf_weight, tokenize
 from qa.reader import Reader
+from qa.train_reader import V11, V20, log
 from qa.types import Passage
 
-SHARED = Path(os.environ.get("QA_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata"))
-V11 = SHARED / "squad-v1.1-dev" / "dev-v1.1.json"
-V20 = SHARED / "squad-v2.0-dev" / "dev-v2.0.reconstructed.json"
 PASSAGES = 5  # like ask(k=5)
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
 def questions(first: int, last: int, max_answerable: int | None, max_unanswerable: int | None, seed: int,
@@ -56,7 +48,7 @@ def questions(first: int, last: int, max_answerable: int | None, max_unanswerabl
     """(question, gold answers) for SQuAD articles first..last-1 (file order), and the pool of
     the paragraphs of articles pool_first..last-1 (default: the same articles), which stands in
     for the index."""
-    v11 = json.load(open(V11))["data"]
+    v11 = load_squad(V11)
     titles = [a["title"] for a in v11[first:last]]
     rng = random.Random(seed)
     answerable, unanswerable = [], []
@@ -64,7 +56,7 @@ def questions(first: int, last: int, max_answerable: int | None, max_unanswerabl
         for p in art["paragraphs"]:
             for q in p["qas"]:
                 answerable.append({"question": q["question"], "answers": [a["text"] for a in q["answers"]]})
-    for art in json.load(open(V20))["data"]:
+    for art in load_squad(V20):
         if art["title"] not in titles:
             continue
         for p in art["paragraphs"]:
@@ -87,18 +79,17 @@ class ParagraphPool:
     def __init__(self, paragraphs: list[str]):
         self.paragraphs = paragraphs
         self.terms = [set(tokenize(p)) for p in paragraphs]
-        df = Counter(t for terms in self.terms for t in terms)
-        n = len(paragraphs)
-        self.idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
+        self.df = Counter(t for terms in self.terms for t in terms)
 
-    def idf_of(self, terms) -> dict[str, float]:
-        n = len(self.paragraphs)
-        return {t: self.idf.get(t, math.log((n + 1) / 0.5)) for t in terms}
+    def idf(self, terms) -> dict[str, float]:
+        """Like ``LexicalIndex.idf``, over the pool's paragraphs."""
+        return {t: idf_weight(len(self.paragraphs), self.df[t]) for t in terms}
 
     def sources(self, question: str):
         """The PASSAGES best paragraphs by idf-weighted question-term overlap, as ``read_candidates`` sources."""
         q_terms = set(tokenize(question))
-        scores = [sum(self.idf[t] for t in q_terms & terms) for terms in self.terms]
+        weights = self.idf(q_terms)
+        scores = [sum(weights[t] for t in q_terms & terms) for terms in self.terms]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[:PASSAGES]
         out = []
         for i in order:
@@ -113,7 +104,7 @@ def collect(reader: Reader, items: list[dict], pool: ParagraphPool) -> list[tupl
     out = []
     t0 = time.perf_counter()
     for i, item in enumerate(items):
-        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf_of)
+        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf)
         # Right = the answer, or the reader's span inside it, is a gold answer: SQuAD's gold
         # answers often leave out the unit that ``complete_span`` adds ("750 thousand" + "jobs").
         labels = [int(any(exact_match_score(c.text, g) or exact_match_score(c.reader_text, g) for g in item["answers"]))
@@ -217,7 +208,7 @@ def main(argv=None) -> None:
     result = {
         "features": list(FEATURES), "coef": [round(float(c), 6) for c in coef], "intercept": round(intercept, 6),
         "threshold": 0.0,
-        "fitted_on": "SQuAD v1.1 dev articles 20-23 + SQuAD v2.0 unanswerables of those titles; passages = the best 5 paragraphs of those 4 articles",
+        "fitted_on": "SQuAD v1.1 dev articles 20-23 + SQuAD v2.0 unanswerables of those titles; passages = the best 5 paragraphs of articles 0-23",
     }
     ANSWERER_FILE.write_text(json.dumps(result, indent=1))
     # The abstention threshold weighs SQuAD 2.0 no-answer questions and the seed questions over

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from qa import reader as R
-from qa.evaluation import exact_match_score, f1_score, metric_max_over_ground_truths
+from qa.evaluation import exact_match_score, f1_score, load_squad, metric_max_over_ground_truths
 
 SHARED = Path(os.environ.get("QA_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata"))
 V11 = SHARED / "squad-v1.1-dev" / "dev-v1.1.json"
@@ -40,7 +40,7 @@ def log(*a):
 
 
 def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int, n_neg_hard: int = 0):
-    v11 = json.load(open(V11))["data"][:N_FIT_ARTICLES]
+    v11 = load_squad(V11)[:N_FIT_ARTICLES]
     titles = [a["title"] for a in v11]
     assert titles[0] == "Super_Bowl_50" and titles[-1] == "Victoria_and_Albert_Museum", titles
     train_titles, dev_titles = set(titles[:N_TRAIN_ARTICLES]), set(titles[N_TRAIN_ARTICLES:])
@@ -100,7 +100,7 @@ def load_data(seed: int, n_neg_v2: int, n_neg_shuffled: int, n_neg_hard: int = 0
         rng.shuffle(out)
         return out[:n]
 
-    v20 = json.load(open(V20))["data"]
+    v20 = load_squad(V20)
     neg_tr, neg_dev = [], []
     for a in v20:
         if a["title"] not in train_titles and a["title"] not in dev_titles:
