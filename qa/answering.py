@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .candidates import Candidate, read_candidates
+from .candidates import Candidate, Source, read_candidates
 from .lexical import tokenize
 from .reader import Reader
 from .retrieval import Filters, check_query
@@ -133,8 +133,8 @@ def answer_question(index, question: str, history=None, k: int = 5, filters: dic
     sources = []
     for passage in passages:
         row = store.row_of_chunk[passage.chunk_id]
-        sources.append((passage, store.documents[passage.doc_id].text, list(row.sentences) or [(row.start, row.end)]))
-    if missing_names(resolved.reader_question, [text[p.start:p.end] for p, text, _ in sources]):
+        sources.append(Source(passage, store.documents[passage.doc_id].text, list(row.sentences) or [(row.start, row.end)]))
+    if missing_names(resolved.reader_question, [p.text for p in passages]):
         # The question is about a name or number the retrieved articles never mention
         # ("the capital of France"): whatever span the reader found would answer something else.
         return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)

@@ -12,8 +12,8 @@ through ``read_candidates``, so the scorer is fitted on exactly the features ``a
    region"). The reader learned SQuAD's habit of cutting these off; a news reader wants them.
 4. Each candidate is described by ``FEATURES``: the reader's scores, how well its sentence and
    window match the question, how close it stands to the question's words, whether its shape
-   fits what the question asks for (a name for "who", a figure for "how many"), and agreement
-   between windows.
+   fits what the question asks for (a percentage for "what share", an amount of money for "how
+   much money", a name for "who"), and agreement between windows.
 """
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ FEATURES = (
     "span_logit", "span_raw_logit", "no_answer_logit", "sentence_overlap", "window_overlap", "answer_in_question",
     "support", "top_in_window", "unit_match", "question_distance", "type_match", "type_mismatch",
 )
+
+
+@dataclass(frozen=True)
+class Source:
+    """A retrieved passage with the text its offsets index and its sentences (document offsets,
+    found at index time)."""
+
+    passage: Passage
+    document_text: str
+    sentences: list[tuple[int, int]]
 
 
 @dataclass
@@ -62,17 +72,18 @@ class Candidate:
     score: float = 0.0
 
 
-def reading_windows(asked: "AskedFor", sources) -> list[Window]:
-    """In each passage ((passage, document text, sentence offsets), best first), the sentence that
+def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
+    """In each passage (best first), the sentence that
     covers most of the question (idf-weighted), grown with its neighbours in the same paragraph up
     to WINDOW_CHARS. Of these windows, one per passage, the MAX_WINDOWS that cover most of the
     question are read (in retrieval order): the passage ranked fourth often holds the sentence
     that says it."""
     windows: list[Window] = []
     seen = set()
-    for passage, doc_text, sentences in sources:
-        sentences = [(s, e) for s, e in sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
-        sentence_terms = [set(tokenize(doc_text[s:e])) for s, e in sentences]
+    for source in sources:
+        passage, doc_text = source.passage, source.document_text
+        sentences = [(s, e) for s, e in source.sentences if passage.start <= s and e <= passage.end] or [(passage.start, passage.end)]
+        sentence_terms = [set(terms_of(doc_text[s:e])) for s, e in sentences]
         overlaps = [asked.coverage(terms) for terms in sentence_terms]
         best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
         lo = hi = best
@@ -102,14 +113,15 @@ def reading_windows(asked: "AskedFor", sources) -> list[Window]:
             continue
         seen.add(key)
         window_terms = set().union(*sentence_terms[lo:hi + 1])
-        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text, asked.coverage(window_terms)))
+        windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text,
+                              asked.coverage(window_terms)))
     keep = sorted(sorted(range(len(windows)), key=lambda i: -windows[i].coverage)[:MAX_WINDOWS])
     return [windows[i] for i in keep]
 
 
-def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Candidate]:
-    """Read the best windows of ``sources`` ((passage, document text, sentence offsets), best first)
-    and describe every answer candidate by the features the answer scorer weighs.
+def read_candidates(reader: Reader, question: str, sources: list[Source], idf=None) -> list[Candidate]:
+    """Read the best windows of ``sources`` (best first) and describe every answer candidate by
+    the features the answer scorer weighs.
 
     ``idf``: ``callable(terms) -> {term: idf}`` of the collection searched (``LexicalIndex.idf``),
     so that sharing "NSDP" or "Akmola" with the question counts for more than sharing "issues"."""
@@ -124,7 +136,7 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
         doc = window.document_text
         words_of: dict[tuple[int, int], list] = {}  # a window's spans mostly share a sentence: tokenise it once
         seen = set()
-        for i, span in enumerate(result.spans):
+        for i, (span, logit) in enumerate(zip(result.spans, result.logits)):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
             key = normalize_answer(doc[a:b])
             if not key or key in seen:
@@ -136,7 +148,7 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
             if around not in words_of:
                 words_of[around] = _words(doc, *around)
             sentence_words = words_of[around]
-            answer_terms = set(tokenize(text))
+            answer_terms = set(terms_of(text))
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
             expected = asked.answer_type
             shape_fits = expected is not None and _has_shape(text, expected)
@@ -144,7 +156,7 @@ def read_candidates(reader: Reader, question: str, sources, idf=None) -> list[Ca
                 "span_logit": _logit(span.score),
                 # The window-normalised score above says how sure the reader is within the window;
                 # the raw logit compares spans of different windows (scaled to about -1..1).
-                "span_raw_logit": result.logits[i] / 10.0,
+                "span_raw_logit": logit / 10.0,
                 "no_answer_logit": _logit(result.no_answer),
                 "sentence_overlap": asked.coverage(context_terms),
                 "window_overlap": window.coverage,
@@ -171,14 +183,34 @@ def _logit(p: float) -> float:
 
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
 _WHICH_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)\b", re.I)
-_ASKS_NAME = re.compile(r"\b(?:who|whom|whose|where)\b", re.I)
-_ASKS_FIGURE = re.compile(
-    r"\b(?:when|how\s+(?:many|much|long|old|far|often|large|big)|(?:what|which)\s+(?:year|date|day|month|percentage|percent|"
-    r"share|proportion|number|amount|age|decade|century))\b", re.I)
+# What kind of answer the question asks for; the first that matches wins ("how much money" is
+# money before it is a number).
+_ANSWER_TYPES = (
+    ("percent", re.compile(r"\b(?:what|which)\s+(?:percentage|percent|share|proportion)\b|\bhow\s+many\s+percent", re.I)),
+    ("money", re.compile(
+        r"\bhow\s+much\s+(?:money|funding|funds|financing|revenue|income|profit|investment|cash)\b|"
+        r"\bhow\s+much\b.*\b(?:cost|spen[dt]|pa(?:y|id)|worth|earn|budget|invest|allocat|fund)|"
+        r"\b(?:what|which)\s+(?:was\s+the\s+|is\s+the\s+)?(?:amount\s+of\s+money|cost|price|budget|salary|fee)\b", re.I)),
+    ("date", re.compile(r"\bwhen\b|\b(?:what|which)\s+(?:year|date|day|month|decade|century)\b", re.I)),
+    ("number", re.compile(
+        r"\bhow\s+(?:many|much|long|old|far|often|large|big|tall|high)\b|"
+        r"\b(?:what|which)\s+(?:number|amount|age|size|population)\b", re.I)),
+    ("person", re.compile(r"\b(?:who|whom|whose)\b", re.I)),
+    ("place", re.compile(r"\bwhere\b", re.I)),
+)
 # Words that make a question a question: the answer's sentence need not share them.
 _QUESTION_WORDS = frozenset(tokenize("what which who whom whose when where why how did does do were has have had can "
                                      "could would should shall might must"))
 _WHICH_NOT_A_HEAD = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "will", "would", "should"}
+# "over the next three years" and "in the next 3 years" say the same.
+_DIGITS_OF = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty".split())}
+
+
+def terms_of(text: str) -> list[str]:
+    """The lexical index's terms (``tokenize``), with small number words as digits."""
+    return [_DIGITS_OF.get(t, t) for t in tokenize(text)]
 
 
 @dataclass(frozen=True)
@@ -189,7 +221,7 @@ class AskedFor:
     weights: dict[str, float]  # their idf in the collection searched
     units: tuple[str, ...]  # "how many regional headquarters" -> ("region", "headquart")
     head: str | None  # "which region ..." -> "region"
-    answer_type: str | None  # "name" (who, where), "figure" (how many, when, what share) or None
+    answer_type: str | None  # "person" (who), "place" (where), "date", "percent", "money", "number" or None
 
     @classmethod
     def of(cls, question: str, idf=None) -> "AskedFor":
@@ -197,8 +229,8 @@ class AskedFor:
         units = tuple(tokenize(m.group(1))[:2]) if m else ()
         h = _WHICH_NOUN.search(question)
         head = tokenize(h.group(1)) if h and h.group(1).lower() not in _WHICH_NOT_A_HEAD else []
-        answer_type = "figure" if _ASKS_FIGURE.search(question) else "name" if _ASKS_NAME.search(question) else None
-        terms = frozenset(tokenize(question)) - _QUESTION_WORDS
+        answer_type = next((name for name, pattern in _ANSWER_TYPES if pattern.search(question)), None)
+        terms = frozenset(terms_of(question)) - _QUESTION_WORDS
         weights = idf(terms) if idf else {t: 1.0 for t in terms}
         return cls(terms, weights, units, head[0] if head else None, answer_type)
 
@@ -210,14 +242,20 @@ class AskedFor:
 
 _NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|"
-    r"million|billion|trillion|dozen|half|third|quarter|january|february|march|april|may|june|july|august|september|october|"
-    r"november|december")
-_FIGURE = re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.I)
+    r"million|billion|trillion|dozen|half|third|quarter")
+_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+_SHAPES = {
+    "percent": re.compile(r"%|\bper\s?cent\b", re.I),
+    "money": re.compile(
+        r"[$€£¥₸]|\b(?:KZT|USD|EUR|GBP|RUB)\s?\d|\d\s*(?:KZT|USD|EUR|tenge|dollars?|euros?|pounds|rubles|roubles|yuan|yen)\b"),
+    "date": re.compile(rf"\b(?:1\d{{3}}|20\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)|{_MONTHS}|century|decade|\d0s)\b", re.I),
+    "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS}|{_MONTHS})\b", re.I),
+}
 
 
 def _has_shape(text: str, answer_type: str) -> bool:
-    if answer_type == "figure":
-        return bool(_FIGURE.search(text))
+    if answer_type in _SHAPES:
+        return bool(_SHAPES[answer_type].search(text))
     words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", text) if w.lower() not in _FUNCTION_WORDS]
     return bool(words) and text[:1].isupper() and sum(w[0].isupper() for w in words) * 2 >= len(words)
 
@@ -287,7 +325,7 @@ def _words(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
     """(start, end, stemmed term) of the content words of ``text[start:end]``; stopwords are left out."""
     out = []
     for m in _WORD.finditer(text, start, end):
-        term = tokenize(m.group(0))
+        term = terms_of(m.group(0))
         if term:
             out.append((m.start(), m.end(), term[0]))
     return out

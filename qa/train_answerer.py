@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.answering import ANSWERER_FILE
-from qa.candidates import FEATURES, read_candidates
+from qa.candidates import FEATURES, Source, read_candidates
 from qa.chunking import sentence_spans
 from qa.evaluation import calibration_table, exact_match_score, load_squad
 from qa.lexical import idf_weight, tokenize
@@ -95,7 +95,7 @@ class ParagraphPool:
         for i in order:
             text = self.paragraphs[i]
             passage = Passage(text=text, doc_id=f"p{i}", title=None, date=None, start=0, end=len(text), score=scores[i], chunk_id=f"p{i}#0")
-            out.append((passage, text, sentence_spans(text)))
+            out.append(Source(passage, text, sentence_spans(text)))
         return out
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from qa.answering import ANSWERER_FILE
-from qa.candidates import FEATURES, MAX_WINDOWS, AskedFor, complete_span, read_candidates, reading_windows
+from qa.candidates import (FEATURES, MAX_WINDOWS, AskedFor, Source, _has_shape, complete_span, read_candidates, reading_windows,
+                           terms_of)
 from qa.chunking import sentence_spans
 from qa.reader import Reader
 from qa.types import Passage
@@ -53,9 +54,15 @@ def test_completion_stays_inside_the_window():
 
 def test_asked_for():
     asked = AskedFor.of("How many regional headquarters were set up for the campaign?")
-    assert asked.units == ("region", "headquart") and asked.answer_type == "figure"
+    assert asked.units == ("region", "headquart") and asked.answer_type == "number"
     assert "how" not in asked.terms and "region" in asked.terms
-    assert AskedFor.of("Who received Baibek?").answer_type == "name"
+    assert AskedFor.of("Who received Baibek?").answer_type == "person"
+    assert AskedFor.of("Where did the chairman go?").answer_type == "place"
+    assert AskedFor.of("When was the congress held?").answer_type == "date"
+    assert AskedFor.of("What share of the population is below the poverty line today?").answer_type == "percent"
+    assert AskedFor.of("How much money goes to drinking water over the next three years?").answer_type == "money"
+    assert AskedFor.of("How much did the stadium cost?").answer_type == "money"
+    assert AskedFor.of("How much water flows through the dam?").answer_type == "number"
     assert AskedFor.of("Which region is it in?").head == "region"
     assert AskedFor.of("What does Bakytty Otbasy mean?").answer_type is None
     weighted = AskedFor.of("What issues did NSDP candidates focus on?", idf=lambda terms: {t: 3.0 if t == "nsdp" else 1.0 for t in terms})
@@ -63,9 +70,16 @@ def test_asked_for():
     assert weighted.coverage(set()) == 0.0
 
 
+def test_number_words_match_digits():
+    asked = AskedFor.of("How much money goes to drinking water over the next three years?")
+    assert "3" in asked.terms
+    assert asked.coverage(set(terms_of("In the next 3 years, KZT560 billion will provide drinking water."))) > \
+        asked.coverage(set(terms_of("In the next years, KZT560 billion will provide drinking water.")))
+
+
 def _source(doc_id: str, text: str):
-    return (Passage(text=text, doc_id=doc_id, title=None, date=None, start=0, end=len(text), score=1.0, chunk_id=f"{doc_id}#0"),
-            text, sentence_spans(text))
+    passage = Passage(text=text, doc_id=doc_id, title=None, date=None, start=0, end=len(text), score=1.0, chunk_id=f"{doc_id}#0")
+    return Source(passage, text, sentence_spans(text))
 
 
 def test_windows_keep_to_the_paragraph_and_prefer_covering_passages():
@@ -97,3 +111,18 @@ def test_candidates_carry_every_feature_the_scorer_weighs():
         assert text[c.doc_start:c.doc_end] == c.text and c.reader_text in c.text
     jobs = next(c for c in candidates if "750" in c.text)
     assert jobs.text == "more than 750 thousand jobs" and jobs.features["unit_match"] == 1.0
+
+
+@pytest.mark.parametrize("question,answer,fits", [
+    ("What share of the population is below the poverty line today?", "4.6%", True),
+    ("What share of the population is below the poverty line today?", "third", False),
+    ("How much money goes to drinking water over the next three years?", "KZT560 billion", True),
+    ("How much money goes to drinking water over the next three years?", "about 1.5 million", False),
+    ("When was the congress held?", "February 2019", True),
+    ("When was the congress held?", "the Independence Palace", False),
+    ("How many jobs will the Enbek Program create?", "more than 750 thousand jobs", True),
+    ("Who received Baibek?", "Kassym-Jomart Tokayev", True),
+    ("Who received Baibek?", "the press service", False),
+])
+def test_answer_shape_fits_the_kind_of_question(question, answer, fits):
+    assert _has_shape(answer, AskedFor.of(question).answer_type) == fits
