@@ -73,11 +73,10 @@ class Candidate:
 
 
 def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
-    """In each passage (best first), the sentence that
-    covers most of the question (idf-weighted), grown with its neighbours in the same paragraph up
-    to WINDOW_CHARS. Of these windows, one per passage, the MAX_WINDOWS that cover most of the
-    question are read (in retrieval order): the passage ranked fourth often holds the sentence
-    that says it."""
+    """In each passage (best first), the sentence that covers most of the question (idf-weighted),
+    grown with its neighbours in the same paragraph up to WINDOW_CHARS. Of these windows, one per
+    passage, the MAX_WINDOWS that cover most of the question are read (in retrieval order): the
+    passage ranked fourth often holds the sentence that says it."""
     windows: list[Window] = []
     seen = set()
     for source in sources:
