@@ -252,7 +252,7 @@ def calibrate(out_dir: Path, args, quantize: bool):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(R.DEFAULT_MODEL_DIR))
-    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=R.MAX_LEN)
@@ -262,7 +262,7 @@ def main(argv=None):
     ap.add_argument("--neg-hard", type=int, default=0, help="questions paired with another article's closest paragraph")
     ap.add_argument("--warmup", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--time-limit", type=float, default=2000, help="seconds of training before stopping")
+    ap.add_argument("--time-limit", type=float, default=2700, help="seconds of training before stopping")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calibrate-only", action="store_true", help="refit calibration of the model in --out")
     ap.add_argument("--quantize", choices=["auto", "yes", "no"], default="auto")

@@ -34,8 +34,9 @@ def _check_citations(index, answer):
 def test_seed_questions_hold_the_measured_level(seed_index):
     """Guards what the shipped reader reaches on the seed questions (12 of 15 answers contain the
     gold answer; issue 3's target is 14): every answer given cites the gold document, and the
-    unanswerable question abstains. Two of the right answers score within 0.002 of the abstention
-    threshold, so the bound keeps one in hand. Raise it as the reader improves."""
+    unanswerable question abstains. Two of the right answers score close to the abstention
+    threshold (0.014 and 0.030 against 0.01), so the bound keeps one in hand. Raise it as the
+    reader improves."""
     rows = _rows()
     contains, wrong_doc, details = 0, [], []
     for r in rows:
