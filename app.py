@@ -44,13 +44,12 @@ NO_ANSWER = "The articles don't say."
 # What the bundled articles can show: figures with their units, a gloss, a place, an honest
 # "the articles don't say", and (the last two) a follow-up that needs the previous turn.
 EXAMPLES = [
-    "How many jobs will the Enbek Program create?",
     "By how much has Kazakhstan's GDP grown?",
     "What does Bakytty Otbasy mean?",
     "Where did the chairman of the People's Party of Kazakhstan go?",
     "What is the capital of France?",
-    "Which company's labor collective did the Auyl party candidates meet?",
-    "Which region is it in?",
+    "How many jobs will the Enbek Program create?",
+    "How many people will it cover?",
 ]
 
 CSS = """

@@ -229,22 +229,22 @@ def test_example_click_and_follow_up_use_the_conversation(page, server):
     """Click an example (asked at once), then a follow-up that only makes sense with history."""
     n = _replies(page)
     t = time.monotonic()
-    page.locator("#qa-examples").get_by_text("Which company's labor collective", exact=False).first.click()
+    page.locator("#qa-examples").get_by_text("How many jobs will the Enbek", exact=False).first.click()
     page.wait_for_function(
         f"document.querySelectorAll('#qa-chat .qa-reply').length > {n}", timeout=ANSWER_TIMEOUT_MS, polling=50
     )
     first_seconds = time.monotonic() - t
     first = page.locator("#qa-chat .qa-reply").last.inner_text()
     first_answer = _last_answer(page)
-    assert "003_8db47a1d31210196" in first, first
-    reply, seconds = _ask(page, "Which region is it in?")
+    assert ENBEK_DOC in first and "750 thousand" in first_answer, first
+    reply, seconds = _ask(page, "How many people will it cover?")
     page.screenshot(path=str(ARTIFACTS / "chat_follow_up.png"), full_page=True)
     _record(
         browser_example_click_to_answer_s=round(first_seconds, 3),
         browser_follow_up_enter_to_answer_s=round(seconds, 3),
         browser_follow_up_pair=[first_answer, _last_answer(page)],
     )
-    assert "003_8db47a1d31210196" in reply, reply  # resolved against the previous turn's article
+    assert ENBEK_DOC in reply and "1.5 million" in _last_answer(page), reply  # "it" is the Enbek Program
     _assert_no_traceback(page)
 
 
