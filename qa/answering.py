@@ -133,7 +133,8 @@ def answer_question(index, question: str, history=None, k: int = 5, filters: dic
     sources = []
     for passage in passages:
         row = store.row_of_chunk[passage.chunk_id]
-        sources.append(Source(passage, store.documents[passage.doc_id].text, list(row.sentences) or [(row.start, row.end)]))
+        # A chunk without sentence offsets is read whole: ``reading_windows`` falls back to the passage.
+        sources.append(Source(passage, store.documents[passage.doc_id].text, list(row.sentences)))
     if missing_names(resolved.reader_question, [p.text for p in passages]):
         # The question is about a name or number the retrieved articles never mention
         # ("the capital of France"): whatever span the reader found would answer something else.

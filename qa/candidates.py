@@ -131,25 +131,25 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
     results = reader.read(question, [w.text for w in windows], top_k=SPANS_PER_WINDOW)
     candidates: list[Candidate] = []
     windows_of: dict[str, set[int]] = {}
+    expected = asked.answer_type
     for w, (window, result) in enumerate(zip(windows, results)):
         doc = window.document_text
         words_of: dict[tuple[int, int], list] = {}  # a window's spans mostly share a sentence: tokenise it once
         seen = set()
         for i, (span, logit) in enumerate(zip(result.spans, result.logits)):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
-            key = normalize_answer(doc[a:b])
+            text = doc[a:b]
+            key = normalize_answer(text)
             if not key or key in seen:
                 continue
             seen.add(key)
             windows_of.setdefault(key, set()).add(w)
-            text = doc[a:b]
             around = _sentence_around(window.sentences, a, b)
             if around not in words_of:
                 words_of[around] = _words(doc, *around)
             sentence_words = words_of[around]
             answer_terms = set(terms_of(text))
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
-            expected = asked.answer_type
             shape_fits = expected is not None and _has_shape(text, expected)
             candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
                 "span_logit": _logit(span.score),

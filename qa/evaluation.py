@@ -93,8 +93,9 @@ def exact_v2(prediction: str, answers: Sequence[str]) -> float:
 
 def f1_v2(prediction: str, answers: Sequence[str]) -> float:
     def one(pred: str, gold: str) -> float:
-        if not normalize_answer(pred) or not normalize_answer(gold):  # v2: no answer vs no answer
-            return float(normalize_answer(pred) == normalize_answer(gold))
+        p, g = normalize_answer(pred), normalize_answer(gold)
+        if not p or not g:  # v2: no answer vs no answer
+            return float(p == g)
         return float(f1_score(pred, gold))
 
     return max(one(prediction, g) for g in _v2_gold(answers))
