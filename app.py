@@ -153,7 +153,11 @@ class IndexHolder:
                 log.warning("documents folder %s not found; serving the existing index", self.documents_dir)
             self._load()
             try:
-                self.get(0).ask("What happened?", k=2)  # loads the reader
+                # Loading the models here, one after the other, is faster on two cores than
+                # loading them while the index is brought up to date (measured: 8.8 s against 9.3 s
+                # to the first answer).
+                qa.load_models()
+                self.get(0).ask("What happened?", k=2)  # and one question through all of them
             except Exception:  # noqa: BLE001
                 log.debug("warm-up ask failed", exc_info=True)
             log.info("index ready %.1f s after start", time.monotonic() - _T0)

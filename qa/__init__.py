@@ -23,7 +23,7 @@ from .types import Answer, Chunk, Citation, Document, Passage, Span, UpdateSumma
 
 __all__ = [
     "Answer", "Chunk", "Citation", "Document", "DocumentInfo", "Filters", "Index", "IndexError",
-    "IndexNotFoundError", "Passage", "Span", "UpdateSummary", "ask", "extract", "retrieve", "update_index",
+    "IndexNotFoundError", "Passage", "Span", "UpdateSummary", "ask", "extract", "load_models", "retrieve", "update_index",
 ]
 __version__ = "0.1.0"
 
@@ -74,6 +74,17 @@ def retrieve(query: str, k: int = 5, filters: dict | Filters | None = None) -> l
 def ask(question: str, history=None, k: int = 5, filters: dict | Filters | None = None) -> Answer:
     """Answer ``question`` from the default index; ``history`` is a list of (question, answer) pairs."""
     return _default_index().ask(question, history=history, k=k, filters=filters)
+
+
+def load_models() -> None:
+    """Load the span reader, the answer scorer and the parser now; otherwise the first question
+    that needs each pays for it (a few seconds in all). Safe to call from a background thread."""
+    from .answering import get_answer_scorer, get_reader
+    from .slots import get_slot_finder
+
+    get_reader()
+    get_answer_scorer()
+    get_slot_finder().nlp
 
 
 def extract(question: str, context: str, top_k: int = 5) -> list[Span]:

@@ -27,6 +27,7 @@ from .candidates import Candidate, Source, read_candidates
 from .lexical import tokenize
 from .reader import Reader
 from .retrieval import Filters, check_query
+from .slots import get_slot_finder
 from .types import Answer, Citation, Passage
 
 ANSWERER_FILE = Path(__file__).resolve().parent / "reader_model" / "answerer.json"
@@ -139,7 +140,8 @@ def answer_question(index, question: str, history=None, k: int = 5, filters: dic
         # The question is about a name or number the retrieved articles never mention
         # ("the capital of France"): whatever span the reader found would answer something else.
         return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
-    candidates = read_candidates(get_reader(), resolved.reader_question, sources, idf=store.lexical.idf)
+    candidates = read_candidates(get_reader(), resolved.reader_question, sources, idf=store.lexical.idf,
+                                 slot_finder=get_slot_finder())
     scorer = get_answer_scorer()
     for c in candidates:
         c.score = scorer.probability(c.features)

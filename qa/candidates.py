@@ -6,14 +6,18 @@ through ``read_candidates``, so the scorer is fitted on exactly the features ``a
 1. ``reading_windows``: in each passage, the sentence sharing most words with the question grows
    into a short window (sentence offsets were computed at index time), so the reader reads ~100
    word pieces per passage instead of the whole chunk; all windows go in one forward pass.
-2. The reader proposes spans in each window.
+2. The reader proposes spans in each window. When the question's wh-word is the subject or
+   object of a verb ("Who received Baibek?"), the phrase in that role of the same verb in the
+   window's sentences is a slot (``qa/slots.py``); the reader scores the slot's spans too, and
+   the one it likes best is a candidate even when the reader ranked it low.
 3. ``complete_span``: a number keeps its unit and qualifier ("more than 750 thousand jobs",
    "170.5 billion US dollars"), a "which region" answer keeps its head noun ("East Kazakhstan
    region"). The reader learned SQuAD's habit of cutting these off; a news reader wants them.
 4. Each candidate is described by ``FEATURES``: the reader's scores, how well its sentence and
    window match the question, how close it stands to the question's words, whether its shape
    fits what the question asks for (a percentage for "what share", an amount of money for "how
-   much money", a name for "who"), and agreement between windows.
+   much money", a name for "who"), whether it stands where the question's verb puts the answer,
+   and agreement between windows.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from .evaluation import normalize_answer
 from .lexical import tokenize
 from .reader import Reader
+from .slots import Slot, SlotFinder
 from .types import Passage
 
 MAX_WINDOWS = 3  # the reader's cost grows with the word pieces it reads: this bounds ask() latency
@@ -34,6 +39,7 @@ SPANS_PER_WINDOW = 5
 FEATURES = (
     "span_logit", "span_raw_logit", "no_answer_logit", "sentence_overlap", "window_overlap", "answer_in_question",
     "support", "top_in_window", "unit_match", "question_distance", "type_match", "type_mismatch",
+    "outside_slot", "slot_best", "from_slot", "other_slot",
 )
 
 
@@ -118,17 +124,26 @@ def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
     return [windows[i] for i in keep]
 
 
-def read_candidates(reader: Reader, question: str, sources: list[Source], idf=None) -> list[Candidate]:
+def read_candidates(reader: Reader, question: str, sources: list[Source], idf=None,
+                    slot_finder: SlotFinder | None = None) -> list[Candidate]:
     """Read the best windows of ``sources`` (best first) and describe every answer candidate by
     the features the answer scorer weighs.
 
     ``idf``: ``callable(terms) -> {term: idf}`` of the collection searched (``LexicalIndex.idf``),
-    so that sharing "NSDP" or "Akmola" with the question counts for more than sharing "issues"."""
+    so that sharing "NSDP" or "Akmola" with the question counts for more than sharing "issues".
+    ``slot_finder``: where the question's verb puts its answer (``qa/slots.py``); without it no
+    candidate is in a slot."""
     asked = AskedFor.of(question, idf)
     windows = reading_windows(asked, sources)
     if not windows:
         return []
-    results = reader.read(question, [w.text for w in windows], top_k=SPANS_PER_WINDOW)
+    frame = slot_finder.frame(question) if slot_finder is not None else None
+    slots = _window_slots(slot_finder, frame, windows) if frame else [[] for _ in windows]
+    # The spans of each slot where the answer stands are scored by the reader too, whatever
+    # their rank among the reader's own spans.
+    proposals = [[(slot, span) for slot in window_slots if slot.asked for span in slot.spans] for window_slots in slots]
+    results = reader.read(question, [w.text for w in windows], top_k=SPANS_PER_WINDOW,
+                          proposals=[[span for _, span in p] for p in proposals])
     candidates: list[Candidate] = []
     windows_of: dict[str, set[int]] = {}
     expected = asked.answer_type
@@ -136,7 +151,17 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
         doc = window.document_text
         words_of: dict[tuple[int, int], list] = {}  # a window's spans mostly share a sentence: tokenise it once
         seen = set()
-        for i, (span, logit) in enumerate(zip(result.spans, result.logits)):
+        # The reader's best spans, then for each slot the span of it the reader likes best.
+        spans = [(span, logit, False) for span, logit in zip(result.spans, result.logits)]
+        best_of_slot: dict[Slot, tuple] = {}
+        for (slot, _), span, logit in zip(proposals[w], result.proposed, result.proposed_logits):
+            if span is not None and (slot not in best_of_slot or span.score > best_of_slot[slot][0].score):
+                best_of_slot[slot] = (span, logit, True)
+        spans += list(best_of_slot.values())
+        slot_best = {(span.start, span.end) for span, _, _ in best_of_slot.values()}
+        asked_slots = [slot for slot in slots[w] if slot.asked]
+        other_slots = [slot for slot in slots[w] if not slot.asked]
+        for i, (span, logit, proposed) in enumerate(spans):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
             text = doc[a:b]
             key = normalize_answer(text)
@@ -161,16 +186,34 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
                 "window_overlap": window.coverage,
                 "answer_in_question": len(answer_terms & asked.terms) / max(1, len(answer_terms)),
                 "support": 0.0,
-                "top_in_window": 1.0 if i == 0 else 0.0,
+                "top_in_window": 1.0 if i == 0 and not proposed else 0.0,
                 "unit_match": _unit_match(asked.units, doc, b, text),
                 "question_distance": _question_distance(sentence_words, a, b, asked.terms),
                 "type_match": 1.0 if shape_fits else 0.0,
                 "type_mismatch": 1.0 if expected is not None and not shape_fits else 0.0,
+                # Where the question's verb puts the answer (``qa/slots.py``): the reader's span is
+                # outside every such slot of its window, or the slot's span the reader likes best,
+                # or found only through the slot, or in the slot the question itself fills.
+                "outside_slot": 1.0 if asked_slots and not any(s.holds(span.start, span.end) for s in asked_slots) else 0.0,
+                "slot_best": 1.0 if (span.start, span.end) in slot_best else 0.0,
+                "from_slot": 1.0 if proposed else 0.0,
+                "other_slot": 1.0 if any(s.holds(span.start, span.end) for s in other_slots) else 0.0,
             }))
     # The same answer found in several windows is better supported.
     for c in candidates:
         c.features["support"] = float(len(windows_of[c.key]) - 1)
     return candidates
+
+
+def _window_slots(slot_finder: SlotFinder, frame, windows: list[Window]) -> list[list[Slot]]:
+    """Per window, the slots of ``frame`` in its sentences (window offsets). Sentence by sentence,
+    so that only the sentences that use the question's verb are parsed."""
+    spans = [(w, s, e) for w, window in enumerate(windows) for s, e in window.sentences]
+    found = slot_finder.slots(frame, [windows[w].document_text[s:e] for w, s, e in spans])
+    out: list[list[Slot]] = [[] for _ in windows]
+    for (w, s, _), sentence_slots in zip(spans, found):
+        out[w].extend(slot.shifted(s - windows[w].start) for slot in sentence_slots)
+    return out
 
 
 def _logit(p: float) -> float:

@@ -348,15 +348,17 @@ def evaluate_questions(path: str | Path, ask: Callable | None = None, k: int = 5
 
     Each line: ``id, question, answers ([] = unanswerable), doc (gold doc id or null), kind, history``.
     """
-    if ask is None:
-        import qa
+    import qa
 
+    if ask is None:
         ask = qa.ask
     rows = load_jsonl(path)
     per: list[dict] = []
     times: list[float] = []
     if rows:
-        ask(rows[0]["question"])  # warm-up (loads the models), left out of the latency
+        # Warm-up, left out of the latency: every model loaded, whichever the first question needs.
+        qa.load_models()
+        ask(rows[0]["question"])
     for r in rows:
         history = [tuple(h) for h in (r.get("history") or [])]
         t = time.perf_counter()

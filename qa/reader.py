@@ -188,10 +188,13 @@ class WindowScores:
     context_index: int
     null_margin: float  # null logit sum minus best span logit sum (higher = more "no answer")
     candidates: list[Candidate]
+    proposed: list[Candidate | None] = field(default_factory=list)  # the caller's spans, None where not in this window
 
 
-def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Window, n_best: int = 10) -> WindowScores:
-    """Best spans of one window. Logits are 1-d over the window's (unpadded) tokens."""
+def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Window, n_best: int = 10,
+                  proposals: Sequence[tuple[int, int]] = ()) -> WindowScores:
+    """Best spans of one window, and the reader's scores for the ``proposals`` (context offsets)
+    that lie in it. Logits are 1-d over the window's (unpadded) tokens."""
     L = len(window.offsets)
     s = start_logits[:L].astype(np.float64)
     e = end_logits[:L].astype(np.float64)
@@ -215,20 +218,18 @@ def decode_window(start_logits: np.ndarray, end_logits: np.ndarray, window: _Win
     k = min(n_best, int(ok.sum()))
     top = np.argpartition(-flat, k - 1)[:k]
     top = top[np.argsort(-flat[top])]
-    cands = []
-    for t in top:
-        a, b = divmod(int(t), n)
-        ta, tb = int(cidx[a]), int(cidx[b])
-        cands.append(
-            Candidate(
-                start=window.offsets[ta][0],
-                end=window.offsets[tb][1],
-                logp=float(ls[ta] + le[tb]),
-                margin=float(s[ta] + e[tb] - null_sum),
-                logit=float(s[ta] + e[tb]),
-            )
-        )
-    return WindowScores(window.context_index, float(-cands[0].margin), cands)
+    def scored(ta: int, tb: int) -> Candidate:
+        return Candidate(start=window.offsets[ta][0], end=window.offsets[tb][1], logp=float(ls[ta] + le[tb]),
+                         margin=float(s[ta] + e[tb] - null_sum), logit=float(s[ta] + e[tb]))
+
+    cands = [scored(int(cidx[a]), int(cidx[b])) for a, b in (divmod(int(t), n) for t in top)]
+    proposed = []
+    for start, end in proposals:
+        # The first and last word pieces of the span, if the window holds all of it.
+        inside = [t for t in cidx if window.offsets[t][0] < end and window.offsets[t][1] > start]
+        whole = inside and window.offsets[inside[0]][0] <= start and window.offsets[inside[-1]][1] >= end
+        proposed.append(scored(int(inside[0]), int(inside[-1])) if whole else None)
+    return WindowScores(window.context_index, float(-cands[0].margin), cands, proposed)
 
 
 def _trim(context: str, start: int, end: int) -> tuple[int, int]:
@@ -267,9 +268,14 @@ class ReaderResult:
     spans: list[Span] = field(default_factory=list)
     no_answer: float = 1.0
     logits: list[float] = field(default_factory=list)  # per span: start + end logit, comparable between contexts
+    # The spans the caller proposed (``read(..., proposals=)``), scored by the reader, in the
+    # order asked; None where no window held the whole span. Their logits as above.
+    proposed: list[Span | None] = field(default_factory=list)
+    proposed_logits: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spans": [s.to_dict() for s in self.spans], "no_answer": self.no_answer, "logits": self.logits}
+        return {"spans": [s.to_dict() for s in self.spans], "no_answer": self.no_answer, "logits": self.logits,
+                "proposed": [s.to_dict() if s else None for s in self.proposed], "proposed_logits": self.proposed_logits}
 
 
 DEFAULT_CALIBRATION = {
@@ -361,13 +367,14 @@ class Reader:
                     res[i] = (s[r], e[r])
         return [res[i] for i in range(n)]
 
-    def score_windows(self, questions: Sequence[str], contexts: Sequence[str], n_best: int = 10) -> list[list[WindowScores]]:
+    def score_windows(self, questions: Sequence[str], contexts: Sequence[str], n_best: int = 10,
+                      proposals: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[WindowScores]]:
         """Raw per-window candidates for each (question, context) pair (used by training/calibration)."""
         enc, windows = encode(self.tokenizer, questions, contexts, self.max_len, self.stride)
         logits = self._logits(enc, len(windows))
         per: list[list[WindowScores]] = [[] for _ in contexts]
         for w, (s, e) in zip(windows, logits):
-            per[w.context_index].append(decode_window(s, e, w, n_best))
+            per[w.context_index].append(decode_window(s, e, w, n_best, proposals[w.context_index] if proposals else ()))
         return per
 
     def _result(self, context: str, wins: list[WindowScores], top_k: int) -> ReaderResult:
@@ -382,8 +389,18 @@ class Reader:
                     best[(a, b)] = (p, c.logit)
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0][0]))[:top_k]
         null_margin = min((ws.null_margin for ws in wins), default=1e3)
+        proposed: list[Span | None] = []
+        proposed_logits: list[float | None] = []
+        for i in range(len(wins[0].proposed) if wins else 0):
+            # A proposal seen by two overlapping windows keeps its better score.
+            best_c = max((ws.proposed[i] for ws in wins if ws.proposed[i] is not None),
+                         key=lambda c: self.span_probability(c.logp, c.margin), default=None)
+            proposed.append(None if best_c is None else Span(
+                context[best_c.start:best_c.end], best_c.start, best_c.end, float(self.span_probability(best_c.logp, best_c.margin))))
+            proposed_logits.append(None if best_c is None else best_c.logit)
         return ReaderResult([Span(context[a:b], a, b, float(p)) for (a, b), (p, _) in ranked],
-                            float(self.no_answer_probability(null_margin)), [logit for _, (_, logit) in ranked])
+                            float(self.no_answer_probability(null_margin)), [logit for _, (_, logit) in ranked],
+                            proposed, proposed_logits)
 
     @staticmethod
     def _check(question: str, contexts: Sequence[str]) -> None:
@@ -399,19 +416,24 @@ class Reader:
         self._check(question, [context])
         return self.read(question, [context], top_k=top_k)[0].spans
 
-    def read(self, question: str, contexts: list[str], top_k: int = 3) -> list[ReaderResult]:
+    def read(self, question: str, contexts: list[str], top_k: int = 3,
+             proposals: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[ReaderResult]:
         """Read several contexts for one question in one batched forward pass.
 
         Returns one ``ReaderResult`` per context (same order): its top_k spans (offsets into
         that context, score = calibrated P(span is a correct answer)) and ``no_answer`` =
-        calibrated P(this context does not answer the question).
+        calibrated P(this context does not answer the question). ``proposals`` (per context,
+        (start, end) offsets, e.g. the answer slots of ``qa/slots.py``) are scored too, whatever their rank:
+        ``ReaderResult.proposed``.
         """
         if isinstance(contexts, str):
             raise TypeError("contexts must be a list of strings")
         if not contexts:
             return []
         self._check(question, contexts)
-        per = self.score_windows([question] * len(contexts), contexts)
+        if proposals is not None and len(proposals) != len(contexts):
+            raise ValueError("proposals must give one list of spans per context")
+        per = self.score_windows([question] * len(contexts), contexts, proposals=proposals)
         return [self._result(c, w, top_k) for c, w in zip(contexts, per)]
 
     def read_pairs(self, questions: Sequence[str], contexts: Sequence[str], top_k: int = 3) -> list[ReaderResult]:

@@ -4,7 +4,8 @@
 score is not the whole story: the answer scorer weighs it with the window's no-answer
 probability, how well the answer's sentence and window match the question, how close it stands
 to the question's words, whether its shape fits what is asked (a name for "who", a figure for
-"how many"), how much of it just repeats the question, and how many windows agree (the
+"how many"), whether it stands where the question's verb puts the answer (``qa/slots.py``),
+how much of it just repeats the question, and how many windows agree (the
 features are listed in ``qa/candidates.py``). It is a logistic regression, so its output is a
 probability that the answer is right: an exact match with a gold answer, of the answer or of
 the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` adds).
@@ -37,6 +38,7 @@ from qa.chunking import sentence_spans
 from qa.evaluation import calibration_table, exact_match_score, load_squad
 from qa.lexical import idf_weight, tokenize
 from qa.reader import Reader
+from qa.slots import get_slot_finder
 from qa.train_reader import V11, V20, log
 from qa.types import Passage
 
@@ -104,7 +106,8 @@ def collect(reader: Reader, items: list[dict], pool: ParagraphPool) -> list[tupl
     out = []
     t0 = time.perf_counter()
     for i, item in enumerate(items):
-        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf)
+        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf,
+                                slot_finder=get_slot_finder())
         # Right = the answer, or the reader's span inside it, is a gold answer: SQuAD's gold
         # answers often leave out the unit that ``complete_span`` adds ("750 thousand" + "jobs").
         labels = [int(any(exact_match_score(c.text, g) or exact_match_score(c.reader_text, g) for g in item["answers"]))

@@ -32,11 +32,11 @@ def _check_citations(index, answer):
 
 
 def test_seed_questions_hold_the_measured_level(seed_index):
-    """Guards what the shipped reader reaches on the seed questions (12 of 15 answers contain the
-    gold answer; issue 3's target is 14): every answer given cites the gold document, and the
-    unanswerable question abstains. Two of the right answers score close to the abstention
-    threshold (0.014 and 0.030 against 0.01), so the bound keeps one in hand. Raise it as the
-    reader improves."""
+    """Guards what ``ask`` reaches on the seed questions (14 of 15 answers contain the gold
+    answer, issue 3's target): every answer given cites the gold document, and the unanswerable
+    question abstains. The bound keeps one in hand: "open and accessible to citizens" wins over
+    "Nur Otan Party" by 0.054 to 0.048, and "KZT560 billion" scores 0.016 against the abstention
+    threshold of 0.01, so another CPU's int8 kernels could tip one of them."""
     rows = _rows()
     contains, wrong_doc, details = 0, [], []
     for r in rows:
@@ -52,7 +52,7 @@ def test_seed_questions_hold_the_measured_level(seed_index):
         if answer.text and answer.citations[0].doc_id != r["doc"]:
             wrong_doc.append(r["id"])
         assert answer.passages and r["doc"] in [p.doc_id for p in answer.passages]
-    assert contains >= 11, "\n".join(map(repr, details))
+    assert contains >= 13, "\n".join(map(repr, details))
     assert wrong_doc == [], details
 
 

@@ -10,6 +10,7 @@ from qa.candidates import (FEATURES, MAX_WINDOWS, AskedFor, Source, _has_shape, 
                            terms_of)
 from qa.chunking import sentence_spans
 from qa.reader import Reader
+from qa.slots import get_slot_finder
 from qa.types import Passage
 
 
@@ -111,6 +112,23 @@ def test_candidates_carry_every_feature_the_scorer_weighs():
         assert text[c.doc_start:c.doc_end] == c.text and c.reader_text in c.text
     jobs = next(c for c in candidates if "750" in c.text)
     assert jobs.text == "more than 750 thousand jobs" and jobs.features["unit_match"] == 1.0
+
+
+def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():
+    # The reader's own best spans for "Who received Baibek?" in this sentence are the title next to
+    # Baibek ("DeputyChairman"); the subject of "received" comes from its slot.
+    text = ("NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today First DeputyChairman "
+            "of the Nur Otan Party Bauyrzhan Baibek, Kazinform cites the pressservice of Akorda.")
+    candidates = read_candidates(Reader.load(), "Who received Baibek?", [_source("akorda", text)],
+                                 slot_finder=get_slot_finder())
+    by_text = {c.text: c.features for c in candidates}
+    name = next(t for t in by_text if t.endswith("Kassym-Jomart Tokayev"))
+    assert by_text[name]["slot_best"] == 1.0 and by_text[name]["outside_slot"] == 0.0
+    # "DeputyChairman" is in the object's slot, which the question fills itself with Baibek.
+    assert by_text["DeputyChairman"]["other_slot"] == 1.0 and by_text["DeputyChairman"]["outside_slot"] == 1.0
+    # Without a slot finder no candidate is in a slot.
+    plain = read_candidates(Reader.load(), "Who received Baibek?", [_source("akorda", text)])
+    assert all(c.features[f] == 0.0 for c in plain for f in ("outside_slot", "slot_best", "from_slot", "other_slot"))
 
 
 @pytest.mark.parametrize("question,answer,fits", [

@@ -65,6 +65,21 @@ def test_read_batched(reader):
     assert reader.read("anything?", []) == []
 
 
+def test_proposed_spans_are_scored_whatever_their_rank(reader):
+    context = "Head of State Kassym-Jomart Tokayev has received today First Deputy Chairman Bauyrzhan Baibek."
+    name = context.index("Kassym-Jomart Tokayev")
+    proposals = [(name, name + len("Kassym-Jomart Tokayev")), (0, len("Head of State Kassym-Jomart Tokayev"))]
+    (result,) = reader.read("Who received Baibek?", [context], top_k=1, proposals=[proposals])
+    assert [s.text for s in result.proposed] == ["Kassym-Jomart Tokayev", "Head of State Kassym-Jomart Tokayev"]
+    for span, logit in zip(result.proposed, result.proposed_logits):
+        assert 0.0 <= span.score <= 1.0 and context[span.start:span.end] == span.text and logit is not None
+    # a proposal no window holds whole is None; one list of proposals per context
+    (outside,) = reader.read("Who received Baibek?", [context], proposals=[[(0, len(context) + 5)]])
+    assert outside.proposed == [None] and outside.proposed_logits == [None]
+    with pytest.raises(ValueError, match="one list of spans per context"):
+        reader.read("Who received Baibek?", [context, context], proposals=[proposals])
+
+
 def test_unrelated_question_has_higher_no_answer(reader):
     related = reader.read("How many jobs will the Enbek Program create?", [ENBEK])[0]
     unrelated = reader.read("What is the boiling point of mercury?", [ENBEK])[0]
