@@ -35,7 +35,8 @@ def _texts(text, slots, asked=True):
 def test_subject_slot_and_its_shorter_spans(finder):
     (slots,) = finder.slots(finder.frame("Who received Baibek?"), [RECEIVED])
     (asked,) = _texts(RECEIVED, slots)
-    # The whole subject, without the dateline before it, and the name without its title.
+    # The whole subject (the parser takes the dateline into it), the part after the dateline, and
+    # the name without its title.
     assert asked[0].startswith("NUR-SULTAN") and asked[0].endswith("Kassym-Jomart Tokayev")
     assert "Head of State Kassym-Jomart Tokayev" in asked
     assert "Kassym-Jomart Tokayev" in asked
