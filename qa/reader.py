@@ -393,10 +393,9 @@ class Reader:
         proposed_logits: list[float | None] = []
         for i in range(len(wins[0].proposed) if wins else 0):
             # A proposal seen by two overlapping windows keeps its better score.
-            best_c = max((ws.proposed[i] for ws in wins if ws.proposed[i] is not None),
-                         key=lambda c: self.span_probability(c.logp, c.margin), default=None)
-            proposed.append(None if best_c is None else Span(
-                context[best_c.start:best_c.end], best_c.start, best_c.end, float(self.span_probability(best_c.logp, best_c.margin))))
+            p, best_c = max(((self.span_probability(c.logp, c.margin), c) for ws in wins if (c := ws.proposed[i]) is not None),
+                            key=lambda pc: pc[0], default=(0.0, None))
+            proposed.append(None if best_c is None else Span(context[best_c.start:best_c.end], best_c.start, best_c.end, float(p)))
             proposed_logits.append(None if best_c is None else best_c.logit)
         return ReaderResult([Span(context[a:b], a, b, float(p)) for (a, b), (p, _) in ranked],
                             float(self.no_answer_probability(null_margin)), [logit for _, (_, logit) in ranked],

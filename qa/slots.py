@@ -140,10 +140,11 @@ class SlotFinder:
         """Per text, the slots of ``frame``: for every use of its verb, its subject and its object.
         A passive verb swaps them: the subject of "was received by X" is X. A text without a form
         of the verb is not parsed."""
-        parsed = iter(self._parse([t for t in texts if frame.forms.search(t)]))
+        uses_verb = [bool(frame.forms.search(text)) for text in texts]
+        parsed = iter(self._parse([text for text, uses in zip(texts, uses_verb) if uses]))
         return [[slot for verb in next(parsed) if verb.lemma_.lower() == frame.verb and verb.pos_ == "VERB"
                  for role in ("subject", "object") for slot in _slots_of(verb, role, role == frame.role)]
-                if frame.forms.search(text) else [] for text in texts]
+                if uses else [] for uses in uses_verb]
 
 
 def _slots_of(verb, role: str, asked: bool) -> list[Slot]:
