@@ -18,14 +18,27 @@ from pathlib import Path
 
 from .index import Index
 from .retrieval import Filters
-from .store import DocumentInfo, IndexError, IndexNotFoundError, sync as _sync
+from .errors import (DocumentError, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
+                     IndexStateError, ModelError, QAError, QuestionError)
+from .store import DocumentInfo, sync as _sync
 from .types import Answer, Chunk, Citation, Document, Passage, Span, UpdateSummary
 
 __all__ = [
-    "Answer", "Chunk", "Citation", "Document", "DocumentInfo", "Filters", "Index", "IndexError",
-    "IndexNotFoundError", "Passage", "Span", "UpdateSummary", "ask", "extract", "load_models", "retrieve", "update_index",
+    "Answer", "Chunk", "Citation", "Document", "DocumentError", "DocumentInfo", "Filters", "Index", "IndexBusyError",
+    "IndexDamagedError", "IndexMismatchError", "IndexNotFoundError", "IndexStateError", "ModelError", "Passage",
+    "QAError", "QuestionError", "Span", "UpdateSummary", "ask", "extract", "load_models", "retrieve", "update_index",
 ]
 __version__ = "0.1.0"
+
+
+
+def __getattr__(name: str):
+    # ``qa.IndexError`` was the first name of ``IndexStateError``; it still resolves, but no module
+    # defines a name that shadows the builtin, and ``from qa import *`` does not export it.
+    if name == "IndexError":
+        return IndexStateError
+    raise AttributeError(f"module 'qa' has no attribute {name!r}")
+
 
 _default_lock = threading.Lock()
 _default: Index | None = None

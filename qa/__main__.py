@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             report = run_eval(args.file, articles=args.articles, k=args.k)
             print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else format_report(report))
             return 0
-    except (ValueError, FileNotFoundError, qa.IndexError) as exc:
+    except (ValueError, FileNotFoundError, qa.QAError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import date as _date
 from pathlib import Path
+from .errors import DocumentError
 from .types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
@@ -70,10 +71,6 @@ _TAIL_MARKERS = re.compile(
     re.I | re.X,
 )
 _TERMINAL = re.compile(r"[.!?…»\"”:;]$")
-
-
-class DocumentError(ValueError):
-    """A file that cannot become a document; the message names the file and the problem."""
 
 
 @dataclass

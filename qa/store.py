@@ -37,20 +37,13 @@ from .documents import load_documents
 from .embedding import Embedder, get_embedder
 from .lexical import LexicalIndex, tokenize
 from .types import Chunk, Document, UpdateSummary
+from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from .vectors import VectorIndex, choose_type
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
-
-
-class IndexError(Exception):  # noqa: A001 - deliberately the package's own name for index problems
-    """The index cannot be used as it is; the message says what to do."""
-
-
-class IndexNotFoundError(IndexError, FileNotFoundError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -127,9 +120,9 @@ class Store:
             vectors = VectorIndex.load(gen / "vectors.faiss", manifest["index_type"])
             lexical = LexicalIndex.load(gen / "lexical")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise IndexError(f"index at {directory} is damaged ({exc}); rebuild it with `python -m qa index --rebuild`") from exc
+            raise IndexDamagedError(f"index at {directory} is damaged ({exc}); rebuild it with `python -m qa index --rebuild`") from exc
         if len(vectors) != len(rows) or lexical.size != len(rows):
-            raise IndexError(
+            raise IndexDamagedError(
                 f"index at {directory} is inconsistent ({len(rows)} chunks, {len(vectors)} vectors, "
                 f"{lexical.size} BM25 rows); rebuild it with `python -m qa index --rebuild`"
             )
@@ -143,18 +136,18 @@ def read_manifest(directory: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexError(f"cannot read {path} ({exc}); rebuild with `python -m qa index --rebuild`") from exc
+        raise IndexDamagedError(f"cannot read {path} ({exc}); rebuild with `python -m qa index --rebuild`") from exc
 
 
 def check_compatible(manifest: dict, directory: Path, model: str | None) -> None:
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise IndexError(
+        raise IndexMismatchError(
             f"index at {directory} has format version {version}, this qa reads version {FORMAT_VERSION}: "
             f"rebuild it with `python -m qa index --rebuild`"
         )
     if model is not None and manifest.get("model") != model:
-        raise IndexError(
+        raise IndexMismatchError(
             f"index at {directory} was built with model {manifest.get('model')!r}, not {model!r}: "
             f"rebuild it with `python -m qa index --rebuild` (or load it without asking for another model)"
         )
@@ -187,7 +180,7 @@ def sync(
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         settings = chunker_settings or (ChunkerSettings(**old.manifest["chunker"]) if old else ChunkerSettings())
         if old and asdict(settings) != old.manifest["chunker"]:
-            raise IndexError(
+            raise IndexMismatchError(
                 f"index at {index_dir} was built with chunker settings {old.manifest['chunker']}, not {asdict(settings)}: "
                 f"rebuild it with `python -m qa index --rebuild`"
             )
@@ -218,7 +211,7 @@ def sync(
         if model_name is None:
             model_name = embedder.name
         if old is None and embedder.name != model_name:
-            raise IndexError(f"embedder {embedder.name!r} does not match requested model {model_name!r}")
+            raise IndexMismatchError(f"embedder {embedder.name!r} does not match requested model {model_name!r}")
 
         # Chunk and embed what is new or changed, in one batch.
         new_rows: list[ChunkRow] = []

@@ -218,11 +218,11 @@ def test_seed_questions_find_their_gold_document_in_top_5(seed_index):
 def test_incompatible_index_asks_for_a_rebuild(tmp_path, seed_index_dir):
     index_dir = tmp_path / "index"
     shutil.copytree(seed_index_dir, index_dir)
-    with pytest.raises(qa.IndexError, match="rebuild"):
+    with pytest.raises(qa.IndexStateError, match="rebuild"):
         qa.Index.load(index_dir, model="some-other-model")
     manifest = json.loads((index_dir / "manifest.json").read_text())
     (index_dir / "manifest.json").write_text(json.dumps({**manifest, "format_version": 999}))
-    with pytest.raises(qa.IndexError, match="format version 999.*rebuild"):
+    with pytest.raises(qa.IndexStateError, match="format version 999.*rebuild"):
         qa.Index.load(index_dir)
     with pytest.raises(qa.IndexNotFoundError, match="python -m qa index"):
         qa.Index.load(tmp_path / "nowhere")
