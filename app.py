@@ -18,7 +18,6 @@ Named API endpoint (``answer.to_dict()`` as JSON)::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import logging
 import re
 import shutil
@@ -36,9 +35,9 @@ import qa  # noqa: E402
 
 log = logging.getLogger("qa.app")
 
-MAX_QUESTION_CHARS = 2000
+MAX_QUESTION_CHARS = qa.MAX_QUESTION_CHARS  # the reader reads no further: a longer message is refused, not cut
 DEFAULT_K = 5
-UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
+UPLOAD_SUFFIXES = qa.SUPPORTED_SUFFIXES
 NO_ANSWER = "The articles don't say."
 
 # What the bundled articles can show: figures with their units, a gloss, a place, an honest
@@ -80,7 +79,6 @@ CSS = """
 _ESCAPES = {ord(c): f"&#{ord(c)};" for c in "\\`*_[](){}#|~$!:^=+-"}
 _ESCAPES.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;", ord("'"): "&#39;"})
 _ESCAPES.update({ord("\n"): "<br>", ord("\r"): ""})
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def esc(text: Any) -> str:
@@ -267,15 +265,10 @@ def _filters(date_from: str | None, date_to: str | None, doc_ids: list[str] | No
         value = (value or "").strip()
         if not value:
             continue
-        if not _DATE_RE.match(value):
-            raise ValueError(f"Dates must look like 2020-01-31 (got {value[:40]!r}).")
-        try:
-            _dt.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a valid date.") from None
         filters[key] = value
     if doc_ids:
         filters["doc_ids"] = list(doc_ids)
+    qa.Filters.parse(filters)  # a bad date is refused here, with qa's message, before any work
     return filters or None
 
 

@@ -3,8 +3,8 @@
     python bench/bench_ask.py [--repeats 5]
 
 Measures, in one run and interleaved question by question (so that a noisy neighbour slows
-both alike):
-- ``shipped``: the reader as shipped (int8, per-channel weights) reading MAX_WINDOWS windows;
+all alike), one ``Answerer`` per configuration over the same retriever:
+- ``shipped``: the shipped settings (the int8 reader reading ``max_windows`` windows, with slots);
 - ``baseline``: the same reader weights in fp32 reading 4 windows, as before the int8 change;
 - ``no_slots``: as shipped, but without answer slots (no dependency parse; ``qa/slots.py``);
 - ``retrieve``: retrieval alone.
@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import ROOT, percentiles, save
@@ -26,10 +27,8 @@ from common import ROOT, percentiles, save
 
 def main() -> None:
     import qa
-    import qa.answering as answering
-    import qa.candidates as candidates
-    from qa.reader import Reader
-    from qa.slots import get_slot_finder
+    from qa import models
+    from qa.answering import Answerer
     from qa.store import sync
 
     parser = argparse.ArgumentParser()
@@ -39,39 +38,34 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="qa-bench-ask-"))
     sync(ROOT / "documents", work / "index")
     index = qa.Index.load(work / "index")
-    shipped_reader, fp32_reader = Reader.load(), Reader.load(quantize=False)
-    shipped_windows = candidates.MAX_WINDOWS
+    settings = index.settings
+    slot_parser, scorer = models.parser(), models.answer_scorer()
+    answerers = {
+        "shipped": Answerer(index.retriever, models.reader(), slot_parser, scorer, settings),
+        "baseline": Answerer(index.retriever, models.reader(quantize=False), slot_parser, scorer,
+                             replace(settings, max_windows=4, quantize=False)),
+        "no_slots": Answerer(index.retriever, models.reader(), None, scorer, replace(settings, use_parser=False)),
+    }
 
-    slot_finder = get_slot_finder()
-    configs = ("shipped", "baseline", "no_slots")
-
-    def configure(name: str) -> None:
-        reader, windows = (fp32_reader, 4) if name == "baseline" else (shipped_reader, shipped_windows)
-        answering.get_reader = lambda: reader
-        answering.get_slot_finder = (lambda: None) if name == "no_slots" else (lambda: slot_finder)
-        candidates.MAX_WINDOWS = windows
-
-    times: dict[str, list[float]] = {name: [] for name in (*configs, "retrieve")}
-    for name in configs:
-        configure(name)
+    times: dict[str, list[float]] = {name: [] for name in (*answerers, "retrieve")}
+    for answerer in answerers.values():
+        answerer.warm_up()
         for r in rows[:3]:
-            index.ask(r["question"], history=r["history"])  # warm-up
+            answerer.ask(r["question"], history=r["history"])
     for _ in range(args.repeats):
         for r in rows:
-            for name in configs:
-                configure(name)
-                slot_finder.clear_cache()
+            for name, answerer in answerers.items():
+                slot_parser.clear_cache()
                 t0 = time.perf_counter()
-                index.ask(r["question"], history=r["history"])
+                answerer.ask(r["question"], history=r["history"])
                 times[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             index.retrieve(r["question"])
             times["retrieve"].append(time.perf_counter() - t0)
-    configure("shipped")
     shutil.rmtree(work)
-    shipped, baseline, no_slots = (percentiles(times[name]) for name in configs)
+    shipped, baseline, no_slots = (percentiles(times[name]) for name in answerers)
     save("ask_latency", {
-        "questions": len(rows), "repeats": args.repeats, "windows": shipped_windows,
+        "questions": len(rows), "repeats": args.repeats, "windows": settings.max_windows,
         "ask": shipped, "baseline_fp32_4_windows": baseline, "without_slots": no_slots,
         "retrieve_alone": percentiles(times["retrieve"]),
         "p50_ratio_shipped_to_baseline": round(shipped["p50_ms"] / baseline["p50_ms"], 3),

@@ -26,13 +26,13 @@ QUERIES = [
 def bench_build(articles: int, repeats: int) -> dict:
     from qa.chunking import Chunker, ChunkerSettings
     from qa.documents import load_documents
-    from qa.embedding import get_embedder
+    from qa import models
     from qa.store import sync
 
     work = Path(tempfile.mkdtemp(prefix="qa-bench-build-"))
     docs = work / "documents"
     write_bbc_articles(docs, limit=articles)
-    embedder = get_embedder()
+    embedder = models.embedder()
     chunker = Chunker(embedder.count_tokens, ChunkerSettings())
     chunks = [c.text for d in load_documents(docs).documents for c in chunker.split(d)]
     embedder.model.encode(chunks[:64], batch_size=32)  # warm-up
@@ -61,14 +61,14 @@ def bench_update(repeats: int) -> dict:
     import subprocess
     import sys
 
-    from qa.embedding import get_embedder
+    from qa import models
     from qa.store import sync
 
     work = Path(tempfile.mkdtemp(prefix="qa-bench-update-"))
     docs = work / "documents"
     paths = write_bbc_articles(docs)
     index_dir = work / "index"
-    embedder = get_embedder()
+    embedder = models.embedder()
     full_s, summary = timed(sync, docs, index_dir, embedder=embedder)
     warm, cold = [], []
     target = paths[len(paths) // 2]

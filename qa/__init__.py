@@ -16,20 +16,22 @@ import os
 import threading
 from pathlib import Path
 
-from .index import Index
-from .retrieval import Filters
+from . import models
 from .errors import (DocumentError, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
                      IndexStateError, ModelError, QAError, QuestionError)
+from .index import Index
+from .retrieval import Filters
+from .documents import SUPPORTED_SUFFIXES
+from .settings import MAX_QUESTION_CHARS, AnswerSettings
 from .store import DocumentInfo, sync as _sync
 from .types import Answer, Chunk, Citation, Document, Passage, Span, UpdateSummary
 
 __all__ = [
-    "Answer", "Chunk", "Citation", "Document", "DocumentError", "DocumentInfo", "Filters", "Index", "IndexBusyError",
-    "IndexDamagedError", "IndexMismatchError", "IndexNotFoundError", "IndexStateError", "ModelError", "Passage",
+    "Answer", "AnswerSettings", "Chunk", "Citation", "Document", "DocumentError", "DocumentInfo", "Filters", "Index",
+    "IndexBusyError", "IndexDamagedError", "MAX_QUESTION_CHARS", "SUPPORTED_SUFFIXES", "IndexMismatchError", "IndexNotFoundError", "IndexStateError", "ModelError", "Passage",
     "QAError", "QuestionError", "Span", "UpdateSummary", "ask", "extract", "load_models", "retrieve", "update_index",
 ]
 __version__ = "0.1.0"
-
 
 
 def __getattr__(name: str):
@@ -92,16 +94,11 @@ def ask(question: str, history=None, k: int = 5, filters: dict | Filters | None 
 def load_models() -> None:
     """Load the span reader, the answer scorer and the parser now; otherwise the first question
     that needs each pays for it (a few seconds in all). Safe to call from a background thread."""
-    from .answering import get_answer_scorer, get_reader
-    from .slots import get_slot_finder
-
-    get_reader()
-    get_answer_scorer()
-    get_slot_finder().nlp
+    models.reader()
+    models.answer_scorer()
+    models.parser()
 
 
 def extract(question: str, context: str, top_k: int = 5) -> list[Span]:
     """The reader alone: answer spans for ``question`` in ``context``, best first."""
-    from .answering import get_reader
-
-    return get_reader().extract(question, context, top_k=top_k)
+    return models.reader().extract(question, context, top_k=top_k)

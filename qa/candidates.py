@@ -1,56 +1,47 @@
-"""Answer candidates: retrieved passages -> reading windows -> reader spans -> completed spans with features.
+"""Answer candidates: the steps of ``ask`` between the retrieved passages and the scorer.
 
-``ask`` (``qa/answering.py``) and the answer scorer's fitting (``qa/train_answerer.py``) both go
-through ``read_candidates``, so the scorer is fitted on exactly the features ``ask`` computes.
+``Answerer`` (``qa/answering.py``) calls them in this order, once each, for ``ask`` and for the
+answer scorer's fitting alike (``scripts/answerer/train.py``), so the scorer is fitted on exactly
+the features ``ask`` computes:
 
 1. ``reading_windows``: in each passage, the sentence sharing most words with the question grows
    into a short window (sentence offsets were computed at index time), so the reader reads ~100
    word pieces per passage instead of the whole chunk; all windows go in one forward pass.
-2. The reader proposes spans in each window. When the question's wh-word is the subject or
-   object of a verb ("Who received Baibek?"), the phrase in that role of the same verb in the
-   window's sentences is a slot (``qa/slots.py``); the reader scores the slot's spans too, and
-   the one it likes best is a candidate even when the reader ranked it low.
-3. ``complete_span``: a number keeps its unit and qualifier ("more than 750 thousand jobs",
-   "170.5 billion US dollars"), a "which region" answer keeps its head noun ("East Kazakhstan
-   region"). The reader learned SQuAD's habit of cutting these off; a news reader wants them.
-4. Each candidate is described by ``FEATURES``: the reader's scores, how well its sentence and
-   window match the question, how close it stands to the question's words, whether its shape
-   fits what the question asks for (a percentage for "what share", an amount of money for "how
-   much money", a name for "who"), whether it stands where the question's verb puts the answer,
-   and agreement between windows.
+2. ``window_slots``: when the question's wh-word is the subject or object of a verb ("Who
+   received Baibek?"), the phrase in that role of the same verb in the window's sentences is a
+   slot (``qa/slots.py``); ``slot_proposals`` are the slots' spans, which the reader scores too,
+   and the one it likes best is a candidate even when the reader ranked it low.
+3. (the reader reads the windows: ``qa/reader.py``)
+4. ``describe_candidates``: every span is completed (``complete_span``: a number keeps its unit
+   and qualifier, "more than 750 thousand jobs"; a "which region" answer keeps its head noun,
+   "East Kazakhstan region"; the reader learned SQuAD's habit of cutting these off) and
+   described by ``FEATURES``: the reader's scores, how well its sentence and window match the
+   question, how close it stands to the question's words, whether its shape fits what the
+   question asks for (a percentage for "what share", a name for "who"), whether it stands where
+   the question's verb puts the answer, and agreement between windows.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .evaluation import normalize_answer
 from .lexical import tokenize
-from .reader import Reader
-from .slots import Slot, SlotFinder
-from .types import Passage
+from .settings import AnswerSettings
+from .slots import Slot
+from .text import MONTH_NAMES, logit, normalize_answer
+from .types import Passage, Source
 
-MAX_WINDOWS = 3  # the reader's cost grows with the word pieces it reads: this bounds ask() latency
-WINDOW_CHARS = 480  # about 100 word pieces: the best sentence and, room allowing, its neighbours
-SHORT_PARAGRAPH_CHARS = 150  # a headline or dateline alone says too little: its window crosses paragraphs
-SPANS_PER_WINDOW = 5
+if TYPE_CHECKING:
+    from .reader import ReaderResult
+    from .slots import Frame, SlotFinder
 
 FEATURES = (
     "span_logit", "span_raw_logit", "no_answer_logit", "sentence_overlap", "window_overlap", "answer_in_question",
     "support", "top_in_window", "unit_match", "question_distance", "type_match", "type_mismatch",
     "outside_slot", "slot_best", "from_slot", "other_slot",
 )
-
-
-@dataclass(frozen=True)
-class Source:
-    """A retrieved passage with the text its offsets index and its sentences (document offsets,
-    found at index time)."""
-
-    passage: Passage
-    document_text: str
-    sentences: list[tuple[int, int]]
 
 
 @dataclass
@@ -78,10 +69,10 @@ class Candidate:
     score: float = 0.0
 
 
-def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
+def reading_windows(asked: "AskedFor", sources: list[Source], settings: AnswerSettings = AnswerSettings()) -> list[Window]:
     """In each passage (best first), the sentence that covers most of the question (idf-weighted),
-    grown with its neighbours in the same paragraph up to WINDOW_CHARS. Of these windows, one per
-    passage, the MAX_WINDOWS that cover most of the question are read (in retrieval order): the
+    grown with its neighbours in the same paragraph up to ``settings.window_chars``. Of these windows,
+    one per passage, the ``settings.max_windows`` that cover most of the question are read (in retrieval order): the
     passage ranked fourth often holds the sentence that says it."""
     windows: list[Window] = []
     seen = set()
@@ -95,12 +86,12 @@ def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
 
         def joins(i: int, j: int, cross: bool) -> bool:
             # Sentences i < j may share a window: short enough, and in one paragraph unless crossing is allowed.
-            return sentences[j][1] - sentences[i][0] <= WINDOW_CHARS and (cross or "\n" not in doc_text[sentences[j - 1][1]:sentences[j][0]])
+            return sentences[j][1] - sentences[i][0] <= settings.window_chars and (cross or "\n" not in doc_text[sentences[j - 1][1]:sentences[j][0]])
 
         for cross in (False, True):
             # Grow within the paragraph first (a paragraph is one topic in a news article); only
             # a window still as short as a headline or a dateline takes the paragraphs around it.
-            if cross and sentences[hi][1] - sentences[lo][0] >= SHORT_PARAGRAPH_CHARS:
+            if cross and sentences[hi][1] - sentences[lo][0] >= settings.short_paragraph_chars:
                 break
             while True:
                 grown = False
@@ -120,30 +111,35 @@ def reading_windows(asked: "AskedFor", sources: list[Source]) -> list[Window]:
         window_terms = set().union(*sentence_terms[lo:hi + 1])
         windows.append(Window(passage, start, end, doc_text[start:end], sentences[lo:hi + 1], doc_text,
                               asked.coverage(window_terms)))
-    keep = sorted(sorted(range(len(windows)), key=lambda i: -windows[i].coverage)[:MAX_WINDOWS])
+    keep = sorted(sorted(range(len(windows)), key=lambda i: -windows[i].coverage)[:settings.max_windows])
     return [windows[i] for i in keep]
 
 
-def read_candidates(reader: Reader, question: str, sources: list[Source], idf=None,
-                    slot_finder: SlotFinder | None = None) -> list[Candidate]:
-    """Read the best windows of ``sources`` (best first) and describe every answer candidate by
-    the features the answer scorer weighs.
+def window_slots(parser: "SlotFinder | None", frame: "Frame | None", windows: list[Window]) -> list[list[Slot]]:
+    """Per window, the slots of the question's ``frame`` in its sentences (window offsets); none
+    without a parser or a frame. Sentence by sentence, so that only the sentences that use the
+    question's verb are parsed."""
+    if parser is None or frame is None:
+        return [[] for _ in windows]
+    spans = [(w, s, e) for w, window in enumerate(windows) for s, e in window.sentences]
+    found = parser.slots(frame, [windows[w].document_text[s:e] for w, s, e in spans])
+    out: list[list[Slot]] = [[] for _ in windows]
+    for (w, s, _), sentence_slots in zip(spans, found):
+        out[w].extend(slot.shifted(s - windows[w].start) for slot in sentence_slots)
+    return out
 
-    ``idf``: ``callable(terms) -> {term: idf}`` of the collection searched (``LexicalIndex.idf``),
-    so that sharing "NSDP" or "Akmola" with the question counts for more than sharing "issues".
-    ``slot_finder``: where the question's verb puts its answer (``qa/slots.py``); without it no
-    candidate is in a slot."""
-    asked = AskedFor.of(question, idf)
-    windows = reading_windows(asked, sources)
-    if not windows:
-        return []
-    frame = slot_finder.frame(question) if slot_finder is not None else None
-    slots = _window_slots(slot_finder, frame, windows) if frame else [[] for _ in windows]
-    # The spans of each slot where the answer stands are scored by the reader too, whatever
-    # their rank among the reader's own spans.
-    proposals = [[(slot, span) for slot in window_slots if slot.asked for span in slot.spans] for window_slots in slots]
-    results = reader.read(question, [w.text for w in windows], top_k=SPANS_PER_WINDOW,
-                          proposals=[[span for _, span in p] for p in proposals])
+
+def slot_proposals(slots: list[list[Slot]]) -> list[list[tuple[Slot, tuple[int, int]]]]:
+    """Per window, (slot, span) for every span of the slots where the answer stands: the reader
+    scores these whatever their rank among its own spans."""
+    return [[(slot, span) for slot in window_slots if slot.asked for span in slot.spans] for window_slots in slots]
+
+
+def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[list[Slot]],
+                        proposals: list[list[tuple[Slot, tuple[int, int]]]], results: "list[ReaderResult]") -> list[Candidate]:
+    """Every span the reader gave for the windows (its best ones, then each slot's best-scored
+    span), completed the way a reader of the article would quote it, with the features the
+    answer scorer weighs."""
     candidates: list[Candidate] = []
     windows_of: dict[str, set[int]] = {}
     expected = asked.answer_type
@@ -152,16 +148,16 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
         words_of: dict[tuple[int, int], list] = {}  # a window's spans mostly share a sentence: tokenise it once
         seen = set()
         # The reader's best spans, then for each slot the span of it the reader likes best.
-        spans = [(span, logit, False) for span, logit in zip(result.spans, result.logits)]
+        spans = [(span, raw_logit, False) for span, raw_logit in zip(result.spans, result.logits)]
         best_of_slot: dict[Slot, tuple] = {}
-        for (slot, _), span, logit in zip(proposals[w], result.proposed, result.proposed_logits):
+        for (slot, _), span, raw_logit in zip(proposals[w], result.proposed, result.proposed_logits):
             if span is not None and (slot not in best_of_slot or span.score > best_of_slot[slot][0].score):
-                best_of_slot[slot] = (span, logit, True)
+                best_of_slot[slot] = (span, raw_logit, True)
         spans += list(best_of_slot.values())
         slot_best = {(span.start, span.end) for span, _, _ in best_of_slot.values()}
         asked_slots = [slot for slot in slots[w] if slot.asked]
         other_slots = [slot for slot in slots[w] if not slot.asked]
-        for i, (span, logit, proposed) in enumerate(spans):
+        for i, (span, raw_logit, proposed) in enumerate(spans):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
             text = doc[a:b]
             key = normalize_answer(text)
@@ -177,11 +173,11 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
             shape_fits = expected is not None and _has_shape(text, expected)
             candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
-                "span_logit": _logit(span.score),
+                "span_logit": logit(span.score),
                 # The window-normalised score above says how sure the reader is within the window;
                 # the raw logit compares spans of different windows (scaled to about -1..1).
-                "span_raw_logit": logit / 10.0,
-                "no_answer_logit": _logit(result.no_answer),
+                "span_raw_logit": raw_logit / 10.0,
+                "no_answer_logit": logit(result.no_answer),
                 "sentence_overlap": asked.coverage(context_terms),
                 "window_overlap": window.coverage,
                 "answer_in_question": len(answer_terms & asked.terms) / max(1, len(answer_terms)),
@@ -203,22 +199,6 @@ def read_candidates(reader: Reader, question: str, sources: list[Source], idf=No
     for c in candidates:
         c.features["support"] = float(len(windows_of[c.key]) - 1)
     return candidates
-
-
-def _window_slots(slot_finder: SlotFinder, frame, windows: list[Window]) -> list[list[Slot]]:
-    """Per window, the slots of ``frame`` in its sentences (window offsets). Sentence by sentence,
-    so that only the sentences that use the question's verb are parsed."""
-    spans = [(w, s, e) for w, window in enumerate(windows) for s, e in window.sentences]
-    found = slot_finder.slots(frame, [windows[w].document_text[s:e] for w, s, e in spans])
-    out: list[list[Slot]] = [[] for _ in windows]
-    for (w, s, _), sentence_slots in zip(spans, found):
-        out[w].extend(slot.shifted(s - windows[w].start) for slot in sentence_slots)
-    return out
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
 
 
 # --------------------------------------------------------------------------- what the question asks for
@@ -285,7 +265,7 @@ class AskedFor:
 _NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|"
     r"million|billion|trillion|dozen|half|third|quarter")
-_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+_MONTHS = "|".join(MONTH_NAMES)
 _SHAPES = {
     "percent": re.compile(r"%|\bper\s?cent\b", re.I),
     "money": re.compile(

@@ -15,26 +15,17 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
-from datetime import date as _date
 from pathlib import Path
 from .errors import DocumentError
+from .text import MONTH_NAMES, iso_date
 from .types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
 MAX_FILE_BYTES = 200 * 1024 * 1024  # a single article larger than this is surely not an article
 
-_MONTHS = {
-    m: i
-    for i, names in enumerate(
-        [
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
-            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
-            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"), ("dec", "december"),
-        ],
-        start=1,
-    )
-    for m in names
-}
+# "feb", "february" and "sept" -> month number
+_MONTHS = {**{name: i for i, name in enumerate(MONTH_NAMES, start=1)},
+           **{name[:3]: i for i, name in enumerate(MONTH_NAMES, start=1)}, "sept": 9}
 _MONTH_RE = r"(Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
 
 # A crawler's marker on the first line: " date 2016-02-19 <first words of the page>".
@@ -231,7 +222,7 @@ def _from_text(doc_id: str, raw_text: str, sha: str, *, markdown: bool, source_p
     date = None
     marker = _DATE_MARKER.match(text)
     if marker:
-        date = _valid_iso(marker.group(1))
+        date = iso_date(marker.group(1))
         text = text[marker.end():]
     text, author = _strip_furniture(text)
     title = None
@@ -331,24 +322,17 @@ def _date_in_body(text: str) -> str | None:
         month_num = int(month) if month.isdigit() else _MONTHS.get(month.lower().rstrip("."))
         if month_num is None:
             continue
-        iso = _valid_iso(f"{int(parts['y']):04d}-{month_num:02d}-{int(parts['d']):02d}")
+        iso = iso_date(f"{int(parts['y']):04d}-{month_num:02d}-{int(parts['d']):02d}")
         if iso:
             return iso
     return None
-
-
-def _valid_iso(value: str) -> str | None:
-    try:
-        return _date.fromisoformat(value).isoformat()
-    except ValueError:
-        return None
 
 
 def _parse_date_field(value) -> str | None:
     if not value:
         return None
     value = str(value).strip()
-    return _valid_iso(value[:10]) or _date_in_body(value)
+    return iso_date(value[:10]) or _date_in_body(value)
 
 
 def _clean_inline(value) -> str | None:

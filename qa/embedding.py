@@ -6,12 +6,14 @@ local path can be given instead (``QA_MODEL`` or the ``model`` argument).
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -36,14 +38,13 @@ class Embedder:
     def __init__(self, model: str | None = None, batch_size: int = 32):
         self.name = model or default_model_name()
         self.batch_size = batch_size
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
-        self.model = SentenceTransformer(resolve_model_path(self.name), device="cpu")
+        log.info("loading embedding model %s", self.name)
+        self.model = SentenceTransformer(resolve_model_path(self.name), device="cpu", local_files_only=True)
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
         # The fast (Rust) tokenizer counts without the slow path's "sequence too long" warnings.
@@ -79,13 +80,3 @@ class Embedder:
 
     def encode_query(self, query: str) -> np.ndarray:
         return self.encode([query])[0]
-
-
-def get_embedder(model: str | None = None) -> Embedder:
-    """One shared model per process and name: loading it takes seconds."""
-    return _shared_embedder(model or default_model_name())
-
-
-@lru_cache(maxsize=4)
-def _shared_embedder(model: str) -> Embedder:
-    return Embedder(model)

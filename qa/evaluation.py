@@ -9,33 +9,14 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
-import string
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .text import normalize_answer
+
 # --------------------------------------------------------------------------- official SQuAD metric
-
-
-def normalize_answer(s: str) -> str:
-    """Lower text and remove punctuation, articles and extra whitespace (official SQuAD)."""
-
-    def remove_articles(text):
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text):
-        return " ".join(text.split())
-
-    def remove_punc(text):
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    def lower(text):
-        return text.lower()
-
-    return white_space_fix(remove_articles(remove_punc(lower(s))))
 
 
 def f1_score(prediction: str, ground_truth: str) -> float:
@@ -281,9 +262,9 @@ def evaluate_squad(path: str | Path, articles: str | None = "24:48", reader=None
     questions: the reader abstains when ``no_answer >= 0.5``), a reliability table of the
     top span's score against exact match, throughput and ``read()`` latency for 4 windows.
     """
-    from qa.reader import Reader
+    from . import models
 
-    reader = reader or Reader.load()
+    reader = reader or models.reader()
     data = select_articles(load_squad(path), articles)
     items = [
         (qa, p["context"]) for a in data for p in a["paragraphs"] for qa in p["qas"]

@@ -1,34 +1,52 @@
-"""``Index``: one loaded index with retrieval and answering, for users who hold several."""
+"""``Index``: the composition root. One loaded index: its store, retriever and answering pipeline."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from .embedding import get_embedder
+from . import models
+from .answering import Answerer
 from .retrieval import Filters, Retriever
+from .settings import AnswerSettings
 from .store import DocumentInfo, Store
 from .types import Answer, Document, Passage
 
 
 class Index:
-    """A loaded, read-only index. Updates write a new generation on disk; load again to see them."""
+    """A loaded, read-only index. Updates write a new generation on disk; load again to see them.
 
-    def __init__(self, store: Store):
+    ``settings`` configure ``ask``; ``answerer`` replaces the whole answering pipeline (a test's
+    or a benchmark's). Without one, the shipped models are loaded on the first ``ask`` (or by
+    ``warm_up``), so an index used only to retrieve never loads the reader."""
+
+    def __init__(self, store: Store, settings: AnswerSettings | None = None, answerer: Answerer | None = None):
         self.store = store
-        self.embedder = get_embedder(store.model)
-        self.retriever = Retriever(store, self.embedder)
+        self.settings = settings or AnswerSettings()
+        self.retriever = Retriever(store, models.embedder(store.model))
+        self._answerer = answerer
+        self._answerer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, index_dir: str | Path = "index", model: str | None = None) -> "Index":
+    def load(cls, index_dir: str | Path = "index", model: str | None = None,
+             settings: AnswerSettings | None = None) -> "Index":
         """Load ``index_dir``; ``model`` (optional) must match the model the index was built with."""
-        return cls(Store.load(index_dir, model=model))
+        return cls(Store.load(index_dir, model=model), settings)
 
     @property
     def directory(self) -> Path:
         return self.store.directory
 
     @property
-    def generation(self) -> str:
-        return self.store.manifest["generation"]
+    def answerer(self) -> Answerer:
+        """The answering pipeline over this index's retriever, built on first use."""
+        with self._answerer_lock:
+            if self._answerer is None:
+                self._answerer = Answerer.from_settings(self.retriever, self.settings)
+            return self._answerer
+
+    def warm_up(self) -> None:
+        """Load the answering models and run each once."""
+        self.answerer.warm_up()
 
     def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid") -> list[Passage]:
         """The ``k`` best passages for ``query``, best first.
@@ -40,9 +58,7 @@ class Index:
 
     def ask(self, question: str, history=None, k: int = 5, filters: dict | Filters | None = None) -> Answer:
         """Answer ``question`` with a span copied from the articles (see ``qa.answering``)."""
-        from .answering import answer_question
-
-        return answer_question(self, question, history=history, k=k, filters=filters)
+        return self.answerer.ask(question, history=history, k=k, filters=filters)
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.document_infos()

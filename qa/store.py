@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -34,11 +35,14 @@ import numpy as np
 
 from .chunking import Chunker, ChunkerSettings, sentence_spans
 from .documents import load_documents
-from .embedding import Embedder, get_embedder
+from . import models
+from .embedding import Embedder
 from .lexical import LexicalIndex, tokenize
 from .types import Chunk, Document, UpdateSummary
 from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from .vectors import VectorIndex, choose_type
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -87,9 +91,6 @@ class Store:
     @property
     def model(self) -> str:
         return self.manifest["model"]
-
-    def chunk_text(self, row: ChunkRow) -> str:
-        return self.documents[row.doc_id].text[row.start:row.end]
 
     def document_infos(self) -> list[DocumentInfo]:
         per_doc = self.manifest["documents"]
@@ -207,7 +208,7 @@ def sync(
                 unchanged += 1
         removed = sum(1 for doc_id in old_docs if doc_id not in new_docs)
 
-        embedder = embedder or (get_embedder(model_name) if (to_embed or old is None) else None)
+        embedder = embedder or (models.embedder(model_name) if (to_embed or old is None) else None)
         if model_name is None:
             model_name = embedder.name
         if old is None and embedder.name != model_name:
@@ -286,6 +287,10 @@ def sync(
             _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical)
         seconds = time.perf_counter() - t0
         notify(1, 1, "done")
+        for path, reason in summary.skipped:
+            log.warning("skipped %s: %s", path, reason)
+        log.info("index %s: added %d, updated %d, removed %d, unchanged %d in %.2f s", index_dir,
+                 summary.added, summary.updated, summary.removed, summary.unchanged, seconds)
         return replace(summary, seconds=seconds)
 
 

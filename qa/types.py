@@ -1,6 +1,6 @@
 """The plain data that flows between the steps of the pipeline.
 
-documents -> chunks -> passages -> spans -> answers with citations.
+documents -> chunks -> passages (sources) -> spans -> answers with citations.
 Every offset is a character offset into ``Document.text`` (the cleaned text the
 index stores), so ``document.text[start:end]`` is always the quoted text.
 """
@@ -54,6 +54,16 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Source:
+    """A retrieved passage with what reading it needs: the document text its offsets index, and
+    that document's sentences (document offsets, found at index time)."""
+
+    passage: Passage
+    document_text: str
+    sentences: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
 class Span:
     """A reader's answer candidate: ``context[start:end] == text``; score in 0..1."""
 
@@ -100,10 +110,6 @@ class Answer:
     alternatives: list["Answer"] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
     resolved_question: str = ""  # the question actually searched (after follow-up rewriting)
-
-    @property
-    def answered(self) -> bool:
-        return bool(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,7 +10,7 @@ import pytest
 from conftest import DATA, ROOT
 
 import qa
-from qa.answering import resolve_followup
+from qa.followup import resolve_followup
 from qa.evaluation import answer_contains_gold, normalize_answer
 
 

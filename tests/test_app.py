@@ -25,6 +25,8 @@ APP = Path(os.environ.get("QA_TEST_APP", ROOT / "app.py")).resolve()  # override
 DOCUMENTS = ROOT / "documents"
 UNSAFE = Path(__file__).resolve().parent / "data" / "fixtures" / "unsafe"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+pytestmark = pytest.mark.slow  # each module run starts the app: a server, the models, an index
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -205,6 +207,7 @@ def _assert_no_traceback(pg) -> None:
     assert 'File "' not in body
 
 
+@pytest.mark.browser
 def test_chat_answers_with_citation_and_follow_up(page, server):
     examples = page.locator("#qa-examples").inner_text()
     assert ENBEK_Q in examples  # examples are visible before the first question
@@ -225,6 +228,7 @@ def test_chat_answers_with_citation_and_follow_up(page, server):
     assert page.dialogs == []
 
 
+@pytest.mark.browser
 def test_example_click_and_follow_up_use_the_conversation(page, server):
     """Click an example (asked at once), then a follow-up that only makes sense with history."""
     n = _replies(page)
@@ -260,6 +264,7 @@ def _assert_inert(pg) -> None:
     assert handlers == 0, "an element with an inline event handler reached the DOM"
 
 
+@pytest.mark.browser
 def test_injected_html_article_stays_inert(page, server):
     reply, _ = _ask(page, "What is the mascot of the Zebra Fair called?")
     last = page.locator("#qa-chat .qa-reply").last
@@ -294,6 +299,7 @@ def test_injected_html_article_stays_inert(page, server):
     page.screenshot(path=str(ARTIFACTS / "unsafe_documents.png"), full_page=True)
 
 
+@pytest.mark.browser
 def test_empty_and_huge_messages_get_friendly_replies(page, server):
     reply, _ = _ask(page, "")
     assert "type a question" in reply.lower()
@@ -315,6 +321,7 @@ The next Lake Balkhash Ice Festival is planned for February.
 """
 
 
+@pytest.mark.browser
 def test_update_from_documents_view_is_used_without_restart(page, server, tmp_path):
     """Upload an article in the Documents tab, update, then the chat cites it (no restart)."""
     new = tmp_path / "998_ice_festival.txt"

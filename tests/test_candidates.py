@@ -5,13 +5,19 @@ import json
 
 import pytest
 
-from qa.answering import ANSWERER_FILE
-from qa.candidates import (FEATURES, MAX_WINDOWS, AskedFor, Source, _has_shape, complete_span, read_candidates, reading_windows,
-                           terms_of)
+from qa import models
+from qa.answering import Answerer
+from qa.candidates import FEATURES, AskedFor, _has_shape, complete_span, reading_windows, terms_of
 from qa.chunking import sentence_spans
-from qa.reader import Reader
-from qa.slots import get_slot_finder
-from qa.types import Passage
+from qa.settings import AnswerSettings
+from qa.types import Passage, Source
+
+MAX_WINDOWS = AnswerSettings().max_windows
+
+
+def _reads(parser: bool = True) -> Answerer:
+    """The shipped reader (and parser) reading given sources, as ``ask`` reads retrieved ones."""
+    return Answerer(None, models.reader(), models.parser() if parser else None, None)
 
 
 def _complete(question: str, text: str, span: str) -> str:
@@ -102,10 +108,10 @@ def test_windows_keep_to_the_paragraph_and_prefer_covering_passages():
 
 
 def test_candidates_carry_every_feature_the_scorer_weighs():
-    shipped = json.loads(ANSWERER_FILE.read_text())
-    assert shipped["features"] == list(FEATURES), "answerer.json is stale: run python -m qa.train_answerer"
+    shipped = json.loads(AnswerSettings().scorer_file.read_text())
+    assert shipped["features"] == list(FEATURES), "answerer.json is stale: run python scripts/answerer/train.py"
     text = "Next 2 years, Enbek Program will provide coverage for about 1.5 million people creating more than 750 thousand jobs."
-    candidates = read_candidates(Reader.load(), "How many jobs will the Enbek Program create?", [_source("enbek", text)])
+    candidates = _reads().candidates("How many jobs will the Enbek Program create?", [_source("enbek", text)])
     assert candidates
     for c in candidates:
         assert set(c.features) == set(FEATURES)
@@ -119,15 +125,14 @@ def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():
     # Baibek ("DeputyChairman"); the subject of "received" comes from its slot.
     text = ("NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today First DeputyChairman "
             "of the Nur Otan Party Bauyrzhan Baibek, Kazinform cites the pressservice of Akorda.")
-    candidates = read_candidates(Reader.load(), "Who received Baibek?", [_source("akorda", text)],
-                                 slot_finder=get_slot_finder())
+    candidates = _reads().candidates("Who received Baibek?", [_source("akorda", text)])
     by_text = {c.text: c.features for c in candidates}
     name = next(t for t in by_text if t.endswith("Kassym-Jomart Tokayev"))
     assert by_text[name]["slot_best"] == 1.0 and by_text[name]["outside_slot"] == 0.0
     # "DeputyChairman" is in the object's slot, which the question fills itself with Baibek.
     assert by_text["DeputyChairman"]["other_slot"] == 1.0 and by_text["DeputyChairman"]["outside_slot"] == 1.0
-    # Without a slot finder no candidate is in a slot.
-    plain = read_candidates(Reader.load(), "Who received Baibek?", [_source("akorda", text)])
+    # Without a parser no candidate is in a slot.
+    plain = _reads(parser=False).candidates("Who received Baibek?", [_source("akorda", text)])
     assert all(c.features[f] == 0.0 for c in plain for f in ("outside_slot", "slot_best", "from_slot", "other_slot"))
 
 

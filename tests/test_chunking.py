@@ -8,13 +8,13 @@ from conftest import SEED_DOCUMENTS
 
 from qa.chunking import Chunker, ChunkerSettings, sentence_spans
 from qa.documents import load_documents
-from qa.embedding import get_embedder
+from qa import models
 from qa.types import Document
 
 
 @pytest.fixture(scope="module")
 def chunker():
-    return Chunker(get_embedder().count_tokens)
+    return Chunker(models.embedder().count_tokens)
 
 
 def _check(chunker, doc):

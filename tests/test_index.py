@@ -14,8 +14,8 @@ import pytest
 from conftest import DATA, ROOT, SEED_DOCUMENTS
 
 import qa
-from qa.answering import resolve_followup
-from qa.embedding import get_embedder
+from qa.followup import resolve_followup
+from qa import models
 from qa.store import sync
 
 
@@ -23,7 +23,7 @@ class CountingEmbedder:
     """The real embedder, counting what it is asked to encode."""
 
     def __init__(self):
-        self.inner = get_embedder()
+        self.inner = models.embedder()
         self.name, self.dimension = self.inner.name, self.inner.dimension
         self.count_tokens = self.inner.count_tokens
         self.encoded: list[str] = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from qa import models
 from qa.reader import Reader, ReaderResult
 from qa.types import Span
 
@@ -11,7 +12,7 @@ ENBEK = "The Enbek Program will create more than 750 thousand jobs."
 
 @pytest.fixture(scope="module")
 def reader() -> Reader:
-    return Reader.load()
+    return models.reader()
 
 
 def _check_spans(spans, context):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from qa import models
 from qa.slots import SlotFinder
 
 RECEIVED = ("NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today First DeputyChairman "
@@ -11,7 +12,7 @@ RECEIVED = ("NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has rece
 
 @pytest.fixture(scope="module")
 def finder() -> SlotFinder:
-    return SlotFinder()
+    return models.parser()
 
 
 @pytest.mark.parametrize("question,verb,role", [
@@ -58,8 +59,26 @@ def test_slot_of_the_asked_role(finder, question, text, expected):
     assert [spans[0] for spans in _texts(text, slots)] == [expected]
 
 
+class _RecordingPipeline:
+    """spaCy's pipeline, recording the texts it parses."""
+
+    def __init__(self, nlp):
+        self.nlp, self.parsed = nlp, []
+
+    def __call__(self, text):
+        self.parsed.append(text)
+        return self.nlp(text)
+
+    def get_pipe(self, name):
+        return self.nlp.get_pipe(name)
+
+
 def test_text_without_the_verb_is_not_parsed(finder):
-    frame = finder.frame("Who received Baibek?")
+    recording = _RecordingPipeline(finder.nlp)
+    fresh = SlotFinder(nlp=recording)
+    frame = fresh.frame("Who received Baibek?")
     unrelated = "The meeting heard the reports of the Party's first deputy chairman."
-    assert finder.slots(frame, [unrelated, RECEIVED])[0] == []
-    assert unrelated not in finder._docs
+    assert fresh.slots(frame, [unrelated, RECEIVED])[0] == []
+    assert unrelated not in recording.parsed and RECEIVED in recording.parsed
+    fresh.slots(frame, [RECEIVED])
+    assert recording.parsed.count(RECEIVED) == 1  # parses are kept

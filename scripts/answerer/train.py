@@ -1,4 +1,4 @@
-"""Fit the answer scorer shipped in ``qa/reader_model/answerer.json`` (``python -m qa.train_answerer``).
+"""Fit the answer scorer shipped in ``qa/reader_model/answerer.json`` (``python scripts/answerer/train.py``).
 
 ``ask`` reads a few windows from several retrieved passages, so the reader's per-window span
 score is not the whole story: the answer scorer weighs it with the window's no-answer
@@ -12,8 +12,8 @@ the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` ad
 
 It is fitted the way ``ask`` runs: for each SQuAD question, the passages are the paragraphs of
 the fitting articles (all of them, as one collection) ranked by idf-weighted word overlap with
-the question; ``qa.candidates.read_candidates`` reads their best windows; every candidate is
-labelled right or wrong against the gold answers.
+the question; ``Answerer.candidates`` reads their best windows exactly as ``ask`` does; every
+candidate is labelled right or wrong against the gold answers.
 
 DATA RULES: fitted on SQuAD v1.1 dev articles 20-23 (the reader never trained on them) plus
 the SQuAD v2.0 unanswerable questions of those titles; articles 0-19 are not used (the reader
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -32,15 +33,24 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.answering import ANSWERER_FILE
-from qa.candidates import FEATURES, Source, read_candidates
+from qa import models
+from qa.answering import Answerer
+from qa.candidates import FEATURES
 from qa.chunking import sentence_spans
 from qa.evaluation import calibration_table, exact_match_score, load_squad
 from qa.lexical import idf_weight, tokenize
-from qa.reader import Reader
-from qa.slots import get_slot_finder
-from qa.train_reader import V11, V20, log
-from qa.types import Passage
+from qa.settings import AnswerSettings
+from qa.types import Passage, Source
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("QA_EVALDATA", ROOT.parent / "shared" / "evaldata"))
+V11 = SHARED / "squad-v1.1-dev" / "dev-v1.1.json"
+V20 = SHARED / "squad-v2.0-dev" / "dev-v2.0.reconstructed.json"
+ANSWERER_FILE = AnswerSettings().scorer_file
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 PASSAGES = 5  # like ask(k=5)
 
@@ -88,7 +98,7 @@ class ParagraphPool:
         return {t: idf_weight(len(self.paragraphs), self.df[t]) for t in terms}
 
     def sources(self, question: str):
-        """The PASSAGES best paragraphs by idf-weighted question-term overlap, as ``read_candidates`` sources."""
+        """The PASSAGES best paragraphs by idf-weighted question-term overlap, as sources to read."""
         q_terms = set(tokenize(question))
         weights = self.idf(q_terms)
         scores = [sum(weights[t] for t in q_terms & terms) for terms in self.terms]
@@ -101,13 +111,12 @@ class ParagraphPool:
         return out
 
 
-def collect(reader: Reader, items: list[dict], pool: ParagraphPool) -> list[tuple[list[dict], list[int]]]:
+def collect(answerer: Answerer, items: list[dict], pool: ParagraphPool) -> list[tuple[list[dict], list[int]]]:
     """Per question: the candidates' features and their labels (1 = exact match with a gold answer)."""
     out = []
     t0 = time.perf_counter()
     for i, item in enumerate(items):
-        cands = read_candidates(reader, item["question"], pool.sources(item["question"]), idf=pool.idf,
-                                slot_finder=get_slot_finder())
+        cands = answerer.candidates(item["question"], pool.sources(item["question"]), idf=pool.idf)
         # Right = the answer, or the reader's span inside it, is a gold answer: SQuAD's gold
         # answers often leave out the unit that ``complete_span`` adds ("750 thousand" + "jobs").
         labels = [int(any(exact_match_score(c.text, g) or exact_match_score(c.reader_text, g) for g in item["answers"]))
@@ -143,20 +152,20 @@ def seed_question_rows() -> list[tuple[float, bool, bool]]:
     import tempfile
 
     import qa
-    from qa.answering import get_answer_scorer
     from qa.evaluation import answer_contains_gold
+    from qa.scoring import AnswerScorer
 
-    root = Path(__file__).resolve().parent.parent
-    get_answer_scorer.cache_clear()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        qa.update_index(root / "documents", Path(tmp) / "index")
+        qa.update_index(ROOT / "documents", Path(tmp) / "index")
         index = qa.Index.load(Path(tmp) / "index")
-        for line in (root / "tests" / "data" / "seed_questions.jsonl").read_text().splitlines():
+        # The scorer just written (not the one this process may have loaded before).
+        scorer = AnswerScorer.load(ANSWERER_FILE)
+        answerer = Answerer(index.retriever, models.reader(), models.parser(), scorer)
+        for line in (ROOT / "tests" / "data" / "seed_questions.jsonl").read_text().splitlines():
             r = json.loads(line)
-            answer = index.ask(r["question"], history=r["history"])
+            answer = answerer.ask(r["question"], history=r["history"])
             rows.append((answer.score, bool(r["answers"]) and answer_contains_gold(answer.text, r["answers"]), bool(r["answers"])))
-    get_answer_scorer.cache_clear()
     return rows
 
 
@@ -195,14 +204,14 @@ def main(argv=None) -> None:
     ap.add_argument("--report-answerable", type=int, default=600)
     ap.add_argument("--report-unanswerable", type=int, default=300)
     args = ap.parse_args(argv)
-    reader = Reader.load()
+    answerer = Answerer(None, models.reader(), models.parser(), None)  # reads the pool's sources, scores nothing
 
     # Questions of articles 20-23, searched among the paragraphs of articles 0-23: a collection of
     # 24 articles, as large as the held-out one, so the scorer meets as many distractors in
     # fitting as it will in the report (articles 0-19 give passages only, never labels).
     fit_items, fit_pool = questions(20, 24, None, None, args.seed, pool_first=0)
     log(f"fit set: {len(fit_items)} questions from articles 20-23")
-    fit = collect(reader, fit_items, fit_pool)
+    fit = collect(answerer, fit_items, fit_pool)
     X, y = matrix(fit)
     log(f"{len(y)} candidates, {y.mean():.3f} right")
     lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
@@ -225,7 +234,7 @@ def main(argv=None) -> None:
     if args.report:
         held, held_pool = questions(24, 48, args.report_answerable, args.report_unanswerable, args.seed)
         log(f"held-out report: {len(held)} questions from articles 24-47")
-        result["held_out"] = summarize(answer_level(collect(reader, held, held_pool), held, coef, intercept), threshold)
+        result["held_out"] = summarize(answer_level(collect(answerer, held, held_pool), held, coef, intercept), threshold)
     ANSWERER_FILE.write_text(json.dumps(result, indent=1))
     log(json.dumps({k: v for k, v in result.items() if k not in ("fit_set", "held_out")}))
     for name in ("fit_set", "seed_questions", "held_out"):
