@@ -39,12 +39,11 @@ def main() -> None:
     sync(ROOT / "documents", work / "index")
     index = qa.Index.load(work / "index")
     settings = index.settings
-    slot_parser, scorer = models.parser(), models.answer_scorer()
-    answerers = {
-        "shipped": Answerer(index.retriever, models.reader(), slot_parser, scorer, settings),
-        "baseline": Answerer(index.retriever, models.reader(quantize=False), slot_parser, scorer,
-                             replace(settings, max_windows=4, quantize=False)),
-        "no_slots": Answerer(index.retriever, models.reader(), None, scorer, replace(settings, use_parser=False)),
+    slot_parser = models.parser()
+    answerers = {  # built from settings exactly as ``Index.ask`` builds its own
+        "shipped": Answerer.from_settings(index.retriever, settings),
+        "baseline": Answerer.from_settings(index.retriever, replace(settings, max_windows=4, quantize=False)),
+        "no_slots": Answerer.from_settings(index.retriever, replace(settings, use_parser=False)),
     }
 
     times: dict[str, list[float]] = {name: [] for name in (*answerers, "retrieve")}

@@ -1,6 +1,6 @@
 """``Answerer``: the pipeline behind ``ask``, one object that calls each step once, in order.
 
-    resolve follow-up -> retrieve -> reading windows -> parse -> read -> complete spans -> score -> cite
+    resolve follow-up -> retrieve -> reading windows (glue repaired) -> parse -> read -> complete spans -> score -> cite
 
 1. A follow-up ("How many people will it cover?") is rewritten with the previous turn
    (``qa/followup.py``).
@@ -28,6 +28,7 @@ from .candidates import (Candidate, AskedFor, describe_candidates, reading_windo
                          window_slots)
 from .followup import resolve_followup
 from .lexical import tokenize
+from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
 from .settings import MAX_QUESTION_CHARS, AnswerSettings
 from .types import Answer, Citation, Passage, Source
@@ -46,18 +47,22 @@ class Answerer:
     answer scorer. Thread-safe: it keeps no per-question state."""
 
     def __init__(self, retriever: "Retriever | None", reader: "Reader", parser: "SlotFinder | None",
-                 scorer: "AnswerScorer | None", settings: AnswerSettings = AnswerSettings()):
+                 scorer: "AnswerScorer | None", settings: AnswerSettings = AnswerSettings(),
+                 repairer: "GlueRepairer | None" = None):
         self.retriever = retriever
         self.reader = reader
         self.parser = parser
         self.scorer = scorer
         self.settings = settings
+        self.repairer = repairer
 
     @classmethod
     def from_settings(cls, retriever: "Retriever | None", settings: AnswerSettings = AnswerSettings()) -> "Answerer":
         """The shipped reader, parser and scorer that ``settings`` names, loaded once per process."""
-        return cls(retriever, models.reader(settings.reader_dir, settings.quantize),
-                   models.parser() if settings.use_parser else None, models.answer_scorer(settings.scorer_file), settings)
+        reader = models.reader(settings.reader_dir, settings.quantize)
+        return cls(retriever, reader, models.parser() if settings.use_parser else None,
+                   models.answer_scorer(settings.scorer_file), settings,
+                   GlueRepairer.for_tokenizer(reader.tokenizer) if settings.repair_glue else None)
 
     def warm_up(self) -> None:
         """Run each model once, so that the first question does not pay for first-call set-up."""
@@ -92,11 +97,13 @@ class Answerer:
         windows = reading_windows(asked, sources, self.settings)
         if not windows:
             return []
+        readings = [self.repairer.repair(w.text) if self.repairer else Repaired.as_written(w.text) for w in windows]
         frame = self.parser.frame(question) if self.parser is not None else None
-        slots = window_slots(self.parser, frame, windows)
+        slots = window_slots(self.parser, frame, windows, readings)
         proposals = slot_proposals(slots)
-        results = self.reader.read(question, [w.text for w in windows], top_k=self.settings.spans_per_window,
-                                   proposals=[[span for _, span in p] for p in proposals])
+        results = self.reader.read(question, [r.text for r in readings], top_k=self.settings.spans_per_window,
+                                   proposals=[[r.span_to_repaired(span) for _, span in p] for p, r in zip(proposals, readings)])
+        results = [r.result_to_original(result) for r, result in zip(readings, results)]
         return describe_candidates(asked, windows, slots, proposals, results)
 
 

@@ -7,7 +7,9 @@ the features ``ask`` computes:
 1. ``reading_windows``: in each passage, the sentence sharing most words with the question grows
    into a short window (sentence offsets were computed at index time), so the reader reads ~100
    word pieces per passage instead of the whole chunk; all windows go in one forward pass.
-2. ``window_slots``: when the question's wh-word is the subject or object of a verb ("Who
+2. Glued words ("DeputyChairman", "shouldbecome") are spaced in a copy of each window that the
+   parser and the reader read (``qa/repair.py``); their spans are mapped back to the article.
+   ``window_slots``: when the question's wh-word is the subject or object of a verb ("Who
    received Baibek?"), the phrase in that role of the same verb in the window's sentences is a
    slot (``qa/slots.py``); ``slot_proposals`` are the slots' spans, which the reader scores too,
    and the one it likes best is a candidate even when the reader ranked it low.
@@ -27,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .lexical import tokenize
+from .lexical import STOPWORDS, tokenize
 from .settings import AnswerSettings
 from .slots import Slot
 from .text import MONTH_NAMES, logit, normalize_answer
@@ -35,6 +37,7 @@ from .types import Passage, Source
 
 if TYPE_CHECKING:
     from .reader import ReaderResult
+    from .repair import Repaired
     from .slots import Frame, SlotFinder
 
 FEATURES = (
@@ -115,17 +118,23 @@ def reading_windows(asked: "AskedFor", sources: list[Source], settings: AnswerSe
     return [windows[i] for i in keep]
 
 
-def window_slots(parser: "SlotFinder | None", frame: "Frame | None", windows: list[Window]) -> list[list[Slot]]:
+def window_slots(parser: "SlotFinder | None", frame: "Frame | None", windows: list[Window],
+                 readings: "list[Repaired]") -> list[list[Slot]]:
     """Per window, the slots of the question's ``frame`` in its sentences (window offsets); none
-    without a parser or a frame. Sentence by sentence, so that only the sentences that use the
-    question's verb are parsed."""
+    without a parser or a frame. The parser reads the sentences as the reader does (``readings``:
+    glued words spaced, so "shouldbecome" is a verb), sentence by sentence, so that only the
+    sentences that use the question's verb are parsed."""
     if parser is None or frame is None:
         return [[] for _ in windows]
-    spans = [(w, s, e) for w, window in enumerate(windows) for s, e in window.sentences]
-    found = parser.slots(frame, [windows[w].document_text[s:e] for w, s, e in spans])
+    spans = []  # (window, start, end of the sentence in the window's reading)
+    for w, (window, reading) in enumerate(zip(windows, readings)):
+        for s, e in window.sentences:
+            start, end = reading.span_to_repaired((s - window.start, e - window.start))
+            spans.append((w, start, end))
+    found = parser.slots(frame, [readings[w].text[s:e] for w, s, e in spans])
     out: list[list[Slot]] = [[] for _ in windows]
     for (w, s, _), sentence_slots in zip(spans, found):
-        out[w].extend(slot.shifted(s - windows[w].start) for slot in sentence_slots)
+        out[w].extend(slot.mapped(lambda i, s=s, w=w: readings[w].to_original(i + s)) for slot in sentence_slots)
     return out
 
 
@@ -159,9 +168,10 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
         other_slots = [slot for slot in slots[w] if not slot.asked]
         for i, (span, raw_logit, proposed) in enumerate(spans):
             a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
+            a, b = _within_sentence(doc, window.sentences, a, b)
             text = doc[a:b]
             key = normalize_answer(text)
-            if not key or key in seen:
+            if not key or key in seen or not _is_phrase(text, expected):
                 continue
             seen.add(key)
             windows_of.setdefault(key, set()).add(w)
@@ -336,6 +346,36 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
 # --------------------------------------------------------------------------- positions of words
 
 _WORD = re.compile(r"\w+(?:[.,]\d+)*")
+
+
+def _within_sentence(text: str, sentences: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:
+    """``text[a:b]`` cut at the end of the sentence it starts in: an answer never runs into the
+    next sentence ("... 170.5 billion US dollars. If in the early 90s more than a third")."""
+    for s, e in sentences:
+        if s <= a < e:
+            if b > e:
+                b = e
+                while b > a and (text[b - 1].isspace() or text[b - 1] in ".,;:!?"):
+                    b -= 1
+            break
+    return a, b
+
+
+# Kinds of answer that a lone lower-case word without a figure never is ("How many regional
+# branches ...?" -> "regional").
+_NAMED_OR_COUNTED = frozenset({"percent", "money", "date", "number", "person", "place"})
+
+
+def _is_phrase(text: str, expected: str | None) -> bool:
+    """Not a lone function word ("the", "which"), nor a lone lower-case word where the question
+    asks for a name or a figure."""
+    words = text.split()
+    if len(words) != 1:
+        return True
+    word = words[0].strip(".,;:!?\"'()[]“”‘’")
+    if not word or word.lower() in STOPWORDS:
+        return False
+    return not (expected in _NAMED_OR_COUNTED and word.islower() and not any(ch.isdigit() for ch in word))
 
 
 def _sentence_around(sentences: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:

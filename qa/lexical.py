@@ -12,7 +12,7 @@ import Stemmer
 
 # Keep decimals and codes whole ("170.5", "4.6", "KZT560", "2020-2025" -> "2020", "2025").
 _TOKEN = re.compile(r"\w+(?:[.,]\d+)*", re.UNICODE)
-_STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)
+STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)  # English function words
 _stemmer = Stemmer.Stemmer("english")
 MAX_QUERY_TOKENS = 1024  # a pasted page as a query is still searched, by its first words
 
@@ -24,7 +24,7 @@ def idf_weight(n_docs: int, df: int) -> float:
 
 def tokenize(text: str) -> list[str]:
     """Lowercased, stemmed, stopword-free terms; the same function for chunks and queries."""
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS]
     return _stemmer.stemWords(words)
 
 

@@ -25,6 +25,8 @@ class AnswerSettings:
     - ``spans_per_window``: the reader's best spans kept per window.
     - ``max_alternatives``: answers from other articles shown beside the best one.
     - ``use_parser``: find answer slots with spaCy's parse (``qa/slots.py``).
+    - ``repair_glue``: space words the source glued ("DeputyChairman") in what the reader and the
+      parser read (``qa/repair.py``); answers still quote the article as written.
     - ``reader_dir`` / ``scorer_file``: the shipped reader and answer scorer.
     - ``quantize``: run the reader's Linear layers in int8 (None: as its config says).
     """
@@ -35,6 +37,7 @@ class AnswerSettings:
     spans_per_window: int = 5
     max_alternatives: int = 3
     use_parser: bool = True
+    repair_glue: bool = True
     reader_dir: Path = PACKAGE_DIR / "reader_model"
     scorer_file: Path = PACKAGE_DIR / "reader_model" / "answerer.json"
     quantize: bool | None = None

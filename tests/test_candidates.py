@@ -149,3 +149,17 @@ def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():
 ])
 def test_answer_shape_fits_the_kind_of_question(question, answer, fits):
     assert _has_shape(answer, AskedFor.of(question).answer_type) == fits
+
+
+def test_an_answer_stays_in_its_sentence_and_is_a_phrase():
+    from qa.candidates import _is_phrase, _within_sentence
+
+    text = "GDP grew from 11 billion to 170.5 billion US dollars. If in the early 90s more than a third were poor."
+    sentences = sentence_spans(text)
+    a = text.index("from 11")
+    b = text.index("a third") + len("a third")
+    a2, b2 = _within_sentence(text, sentences, a, b)
+    assert text[a2:b2] == "from 11 billion to 170.5 billion US dollars"
+    assert not _is_phrase("the", None) and not _is_phrase("which", "person")
+    assert not _is_phrase("regional", "number") and _is_phrase("16", "number")
+    assert _is_phrase("healthcare", None) and _is_phrase("Karaganda", "place") and _is_phrase("16 regional", "number")

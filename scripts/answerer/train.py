@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from qa import models
 from qa.answering import Answerer
 from qa.candidates import FEATURES
 from qa.chunking import sentence_spans
@@ -161,7 +160,8 @@ def seed_question_rows() -> list[tuple[float, bool, bool]]:
         index = qa.Index.load(Path(tmp) / "index")
         # The scorer just written (not the one this process may have loaded before).
         scorer = AnswerScorer.load(ANSWERER_FILE)
-        answerer = Answerer(index.retriever, models.reader(), models.parser(), scorer)
+        shipped = Answerer.from_settings(index.retriever)
+        answerer = Answerer(index.retriever, shipped.reader, shipped.parser, scorer, shipped.settings, shipped.repairer)
         for line in (ROOT / "tests" / "data" / "seed_questions.jsonl").read_text().splitlines():
             r = json.loads(line)
             answer = answerer.ask(r["question"], history=r["history"])
@@ -181,6 +181,23 @@ def choose_threshold(*row_sets) -> float:
     return round(best_t, 2)
 
 
+def tradeoff(rows, thresholds=tuple(round(t, 2) for t in np.arange(0.0, 0.91, 0.05))) -> list[dict]:
+    """Per threshold: answered and right (share of answerable questions), wrongly answered (a wrong
+    answer to an answerable question, or any answer to an unanswerable one; share of all
+    questions), and unanswerables abstained."""
+    answerable = [r for r in rows if r[2]]
+    unanswerable = [r for r in rows if not r[2]]
+    out = []
+    for t in thresholds:
+        out.append({
+            "threshold": float(t),
+            "answered_right": round(100 * np.mean([p >= t and right for p, right, _ in answerable]), 2) if answerable else None,
+            "wrongly_answered": round(100 * np.mean([p >= t and not right for p, right, _ in rows]), 2),
+            "unanswerable_abstained": round(100 * np.mean([p < t for p, _, _ in unanswerable]), 2) if unanswerable else None,
+        })
+    return out
+
+
 def summarize(rows, threshold) -> dict:
     answered = [(p, right) for p, right, _ in rows if p >= threshold]
     answerable = [r for r in rows if r[2]]
@@ -192,6 +209,7 @@ def summarize(rows, threshold) -> dict:
         "answerable_answered_right": round(100 * np.mean([p >= threshold and right for p, right, _ in answerable]), 2) if answerable else None,
         "unanswerable_abstained": round(100 * np.mean([p < threshold for p, _, _ in unanswerable]), 2) if unanswerable else None,
         "reliability": calibration_table([p for p, _ in answered], [right for _, right in answered], bins=10),
+        "tradeoff": tradeoff(rows),
     }
 
 
@@ -204,7 +222,7 @@ def main(argv=None) -> None:
     ap.add_argument("--report-answerable", type=int, default=600)
     ap.add_argument("--report-unanswerable", type=int, default=300)
     args = ap.parse_args(argv)
-    answerer = Answerer(None, models.reader(), models.parser(), None)  # reads the pool's sources, scores nothing
+    answerer = Answerer.from_settings(None)  # reads the pool's sources as ask reads retrieved ones
 
     # Questions of articles 20-23, searched among the paragraphs of articles 0-23: a collection of
     # 24 articles, as large as the held-out one, so the scorer meets as many distractors in
@@ -239,7 +257,10 @@ def main(argv=None) -> None:
     log(json.dumps({k: v for k, v in result.items() if k not in ("fit_set", "held_out")}))
     for name in ("fit_set", "seed_questions", "held_out"):
         if name in result:
-            log(name, json.dumps({k: v for k, v in result[name].items() if k != "reliability"}))
+            log(name, json.dumps({k: v for k, v in result[name].items() if k not in ("reliability", "tradeoff")}))
+            for point in result[name]["tradeoff"]:
+                log("   threshold {threshold:.2f}: answered right {answered_right}, wrongly answered {wrongly_answered}, "
+                    "unanswerable abstained {unanswerable_abstained}".format(**point))
             for b in result[name]["reliability"]["bins"]:
                 if b["count"]:
                     log(f"   {b['bin']}  n={b['count']:4d}  conf={b['confidence']:.3f}  acc={b['accuracy']:.3f}")
