@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -124,9 +125,29 @@ def _looks_possessive(question: str, after: int) -> bool:
     return bool(nxt) and nxt.group(1).lower() not in {"to", "in", "at", "on", "for", "with", "about", "from", "by", "and", "or"}
 
 
+# What people put around a question in a chat box: quotes, "Q:", bullets, emoji, markup.
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+_LABEL = re.compile(r"^(?:q|question|query)\s*\d*\s*(?:[:.)\]]|\s-)\s*", re.I)
+_LEADING = re.compile(r"^[^\w¿¡]+")  # anything before the first letter or digit: quotes, emoji, "- ", "> "
+_TRAILING = re.compile(r"[\s\"'“”‘’«»`*_~]+$")
+
+
+def normalize_question(question: str) -> str:
+    """The question as the reader and retrieval should see it: markup, a "Q:" label, leading
+    quotes, bullets and emoji removed. The reader keys on the question word ("How many ...")
+    at the start, and found no answer to '"How many jobs ...?"' or '<b>How many ...'.
+    Returns the question unchanged when nothing is left after cleaning."""
+    text = html.unescape(_TAG.sub(" ", question))
+    for _ in range(3):  # '- Q: "How ...' peels in several steps
+        text = _LABEL.sub("", _LEADING.sub("", text.strip()))
+    text = re.sub(r"\s+([?!.,;:])", r"\1", re.sub(r"\s+", " ", _TRAILING.sub("", text))).strip()
+    return text or question.strip()
+
+
 def answer_question(index, question: str, history=None, k: int = 5, filters: dict | Filters | None = None) -> Answer:
-    check_query(question)
-    resolved = resolve_followup(question[:MAX_QUESTION_CHARS], history)
+    """Answer ``question``; the Answer keeps the user's own text in ``question``."""
+    cleaned = normalize_question(check_query(question))
+    resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
     passages = index.retrieve(resolved.search_query, k=k, filters=filters)
     if not passages:
         return Answer(question, "", 0.0, [], [], [], resolved.reader_question)
