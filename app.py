@@ -47,6 +47,10 @@ log = logging.getLogger("qa.app")
 MAX_QUESTION_CHARS = 2000
 DEFAULT_K = 5
 UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".jsonl")
+# Questions answered at once. One at a time left 16 users 5.5 answers/s: while one question was
+# in the reader, nothing else moved. Several in flight overlap retrieval and parsing with the
+# reader's forward pass (which the reader still runs one at a time: qa.reader.WindowBatcher).
+ASK_CONCURRENCY = 4
 DEFAULT_MAX_UPLOAD_MB = 5.0  # the largest seed article is 7 kB; a 5 MB "article" is a mistake or an attack
 WRITES_OFF = ("Uploading and updating are turned off on this server. The operator can turn them on by "
               "starting the app with an admin token (--admin-token or QA_ADMIN_TOKEN).")
@@ -625,9 +629,10 @@ def build_ui() -> gr.Blocks:
 
         chat_inputs = [msg, chatbot, pairs, k, date_from, date_to, doc_filter]
         chat_outputs = [msg, chatbot, pairs]
-        msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa")
+        msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa", concurrency_limit=ASK_CONCURRENCY)
         examples.click(lambda s: s[0], examples, msg, api_visibility="private", queue=False).then(
-            respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa"
+            respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa",
+            concurrency_limit=ASK_CONCURRENCY,
         )
         clear.click(lambda: ([], []), None, [chatbot, pairs], api_visibility="private", queue=False)
         chatbot.clear(lambda: [], None, pairs, api_visibility="private", queue=False)
@@ -644,7 +649,7 @@ def build_ui() -> gr.Blocks:
         )
         picker.change(show_article, picker, article, api_visibility="private")
 
-        gr.api(ask, api_name="ask", concurrency_id="qa")
+        gr.api(ask, api_name="ask", concurrency_id="qa", concurrency_limit=ASK_CONCURRENCY)
     return demo
 
 
@@ -660,7 +665,7 @@ def configure_writes(token: str | None, max_upload_mb: float, host: str) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    global HOLDER
+    global HOLDER, ASK_CONCURRENCY
     parser = argparse.ArgumentParser(description="Chat with the indexed news articles.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -668,11 +673,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--documents", default="documents", help="articles folder (default documents/)")
     parser.add_argument("--admin-token", default=os.environ.get("QA_ADMIN_TOKEN") or None,
                         help="token that allows uploading and updating (default: $QA_ADMIN_TOKEN; unset: writes are off)")
+    parser.add_argument("--ask-concurrency", type=int, default=ASK_CONCURRENCY,
+                        help=f"questions answered at once (default {ASK_CONCURRENCY})")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_writes(args.admin_token, args.max_upload_mb, args.host)
+    ASK_CONCURRENCY = max(1, args.ask_concurrency)
 
     HOLDER = IndexHolder(args.index, args.documents)
     # Update/load/warm-up runs beside the UI start-up; questions wait for it (HOLDER.ready).

@@ -275,3 +275,36 @@ def test_query_embedding_does_not_take_the_bulk_lock():
     worker.join()
     bulk = embedder.encode([ENBEK_Q])[0]
     assert float(bulk @ embedder.encode_query(ENBEK_Q)) > 0.999  # the same vector either way
+
+
+# ---- 9: questions asked together ----------------------------------------------------------
+def test_questions_asked_together_get_the_answers_they_get_alone(seed_index):
+    """Several questions in flight share the reader (one forward pass at a time); each must
+    still be scored exactly as when asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa.answering import get_reader
+
+    rows = [json.loads(line) for line in (ROOT / "tests" / "data" / "seed_questions.jsonl").read_text().splitlines() if line.strip()]
+    batcher = get_reader().batcher
+    start = batcher.requests
+    alone = [seed_index.ask(r["question"], history=r["history"]) for r in rows]
+    middle = batcher.requests
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda r: seed_index.ask(r["question"], history=r["history"]), rows))
+    assert batcher.requests - middle == middle - start > 0  # every reading went through the batcher
+    assert [(a.text, round(a.score, 6)) for a in together] == [(a.text, round(a.score, 6)) for a in alone]
+
+
+def test_a_failing_forward_pass_reaches_its_caller_and_the_batcher_goes_on():
+    from qa.reader import WindowBatcher
+
+    def score(questions, contexts, proposals=None):
+        if "boom" in questions:
+            raise RuntimeError("boom")
+        return [[q] for q in questions]
+
+    batcher = WindowBatcher(score)
+    with pytest.raises(RuntimeError, match="boom"):
+        batcher.score(["boom"], ["c"])
+    assert batcher.score(["fine"], ["c"]) == [["fine"]]
