@@ -320,7 +320,7 @@ def main() -> None:
     parser.add_argument("--kill-articles", type=int, default=40)
     parser.add_argument("--clients", default="1,4,16,32")
     parser.add_argument("--questions-per-client", type=int, default=8)
-    parser.add_argument("--update-articles", type=int, default=150, help="BBC articles in the upload (150: about 650 chunks)")
+    parser.add_argument("--update-articles", type=int, default=170, help="BBC articles in the upload (170: about 650 chunks)")
     parser.add_argument("--memory-questions", type=int, default=400)
     parser.add_argument("--ask-concurrency", type=int, default=None, help="passed to app.py (default: the app's)")
     args = parser.parse_args()
