@@ -383,7 +383,7 @@ def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress
     Blocks are small (64 chunks, about 2-4 s on two cores) so that progress moves steadily."""
     parts = []
     bar = None
-    if len(texts) > block:
+    if len(texts) > 256:  # the bar only for big jobs, as before the blocks became smaller
         from tqdm import tqdm
 
         bar = tqdm(total=len(texts), unit="chunk", desc="embedding", leave=False)

@@ -124,3 +124,14 @@ def test_app_does_not_say_index_ready_when_the_index_is_damaged(tmp_path, seed_i
     text = log.read_text()
     assert "Index NOT loaded" in text and "rebuild" in text, text[-3000:]
     assert "Index ready" not in text
+
+
+def test_api_ask_bounds_k_and_answers_wrapped_questions(served):
+    app, _, _ = served
+    app.HOLDER._load()
+    app.HOLDER.ready.set()
+    with pytest.raises(app.gr.Error, match="at most 50"):
+        app.ask("How many jobs will the Enbek Program create?", k=10_000)
+    answer = app.ask('"How many jobs will the Enbek Program create?"')
+    assert "750 thousand" in answer["text"]
+    assert answer["question"] == '"How many jobs will the Enbek Program create?"'
