@@ -1,6 +1,7 @@
 """Web chat over the indexed news articles (Gradio).
 
     python app.py [--port 7860] [--host 127.0.0.1] [--index index] [--documents documents]
+                  [--admin-token TOKEN | QA_ADMIN_TOKEN=TOKEN] [--max-upload-mb 5]
 
 Brings ``--index`` up to date with ``--documents`` (``qa.update_index``), then serves a
 chat where every answer is a span copied from an article, shown with numbered
@@ -10,6 +11,11 @@ The UI is deliberately thin: retrieval and answering live in the ``qa`` package;
 file only formats ``qa.Answer`` objects. Article text is untrusted: everything derived
 from an article is HTML-escaped (and markdown-neutralised) before it is rendered.
 
+Who may do what: asking (the chat, ``/ask``) is open to anyone who can reach the server.
+Uploading and updating the index are writes: they are refused unless the operator set an
+admin token (``--admin-token`` or ``QA_ADMIN_TOKEN``), and then need that token. The check is
+inside the handler, so calling it through Gradio's queue with its fn_index is refused too.
+
 Named API endpoint (``answer.to_dict()`` as JSON)::
 
     from gradio_client import Client
@@ -18,7 +24,9 @@ Named API endpoint (``answer.to_dict()`` as JSON)::
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
+import os
 import re
 import shutil
 import sys
@@ -38,6 +46,17 @@ log = logging.getLogger("qa.app")
 MAX_QUESTION_CHARS = qa.MAX_QUESTION_CHARS  # the reader reads no further: a longer message is refused, not cut
 DEFAULT_K = 5
 UPLOAD_SUFFIXES = qa.SUPPORTED_SUFFIXES
+# Questions answered at once. One at a time left 16 users 5.5 answers/s: while one question was
+# in the reader, nothing else moved. Several in flight overlap retrieval and parsing with the
+# reader's forward pass (which the reader still runs one at a time: qa.reader.WindowBatcher).
+ASK_CONCURRENCY = 4
+DEFAULT_MAX_UPLOAD_MB = 5.0  # the largest seed article is 7 kB; a 5 MB "article" is a mistake or an attack
+WRITES_OFF = ("Uploading and updating are turned off on this server. The operator can turn them on by "
+              "starting the app with an admin token (--admin-token or QA_ADMIN_TOKEN).")
+WRONG_TOKEN = "Wrong or missing admin token: uploading and updating need the token the app was started with."
+INDEX_UNAVAILABLE = ("The article index is not available right now; the operator has been told why "
+                     "(see the server log). Please try again later.")
+ANSWER_FAILED = "Sorry, something went wrong while answering. Please try again."
 NO_ANSWER = "The articles don't say."
 
 # What the bundled articles can show: figures with their units, a gloss, a place, an honest
@@ -106,6 +125,10 @@ def confidence(score: float) -> str:
 # ---------------------------------------------------------------------------------------
 # The current index, swappable while the app runs
 # ---------------------------------------------------------------------------------------
+class UpdateRunning(RuntimeError):
+    """An update was asked for while one runs."""
+
+
 class IndexHolder:
     """Holds the live ``qa.Index``; ``update()`` rebuilds on disk and swaps a fresh one in."""
 
@@ -122,8 +145,14 @@ class IndexHolder:
         self.ready.wait(wait)
         with self._lock:
             if self._index is None:
-                raise RuntimeError(self._error or "No index is loaded.")
+                raise IndexUnavailable(self._error or "No index is loaded.")
             return self._index
+
+    @property
+    def error(self) -> str | None:
+        """Why no index is loaded (for the operator: it may name paths), or None."""
+        with self._lock:
+            return self._error if self._index is None else None
 
     def peek(self) -> qa.Index | None:
         with self._lock:
@@ -160,15 +189,16 @@ class IndexHolder:
                 log.debug("warm-up ask failed", exc_info=True)
             log.info("index ready %.1f s after start", time.monotonic() - _T0)
         except Exception as exc:  # noqa: BLE001
-            log.exception("could not load the index")
+            log.error("could not load the index from %s: %s", self.index_dir, exc,
+                      exc_info=not isinstance(exc, qa.QAError))  # a qa error says it all; others need the trace
             with self._lock:
-                self._error = f"Could not load the index from {self.index_dir!r}: {exc}"
+                self._error = str(exc) if isinstance(exc, qa.QAError) else f"{type(exc).__name__}: {exc}"
         finally:
             self.ready.set()
 
     def update(self, progress=None) -> qa.types.UpdateSummary:
         if not self._update_lock.acquire(blocking=False):
-            raise RuntimeError("An update is already running; please wait for it to finish.")
+            raise UpdateRunning("An update is already running; please wait for it to finish.")
         try:
             Path(self.documents_dir).mkdir(parents=True, exist_ok=True)
             summary = qa.update_index(self.documents_dir, self.index_dir, progress=progress)
@@ -178,7 +208,13 @@ class IndexHolder:
             self._update_lock.release()
 
 
+class IndexUnavailable(RuntimeError):
+    """No index is loaded; the message is for the operator's log, never for the client."""
+
+
 HOLDER: IndexHolder | None = None
+ADMIN_TOKEN: str | None = None  # None: uploads and updates are off
+MAX_UPLOAD_BYTES = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
 
 
 def holder() -> IndexHolder:
@@ -305,12 +341,8 @@ def respond(message, chat, pairs, k, date_from, date_to, doc_ids):
         pairs.append([question, answer.text])
     except ValueError as exc:
         reply = _message(f'<span class="qa-error">{esc(exc)}</span>')
-    except Exception as exc:  # noqa: BLE001 - never a traceback in the page
-        log.exception("answering %r failed", raw[:200])
-        reply = _message(
-            f'<span class="qa-error">Sorry, something went wrong while answering '
-            f"({esc(type(exc).__name__)}: {esc(str(exc)[:200])}). Please try again.</span>"
-        )
+    except Exception as exc:  # noqa: BLE001 - never a traceback, a path or a class name in the page
+        reply = _message(f'<span class="qa-error">{esc(_client_error(exc, raw))}</span>')
     chat[-1] = {"role": "assistant", "content": reply}
     yield "", chat, pairs
 
@@ -336,8 +368,17 @@ def ask(
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
-        log.exception("API ask failed")
-        raise gr.Error(f"Could not answer: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise gr.Error(_client_error(exc, question)) from None
+
+
+def _client_error(exc: Exception, question) -> str:
+    """What a client is told when answering fails: what to do, never a server path or a class
+    name. The operator's log gets the details."""
+    if isinstance(exc, (IndexUnavailable, qa.IndexStateError)):
+        log.error("no index to answer from: %s", exc)
+        return INDEX_UNAVAILABLE
+    log.exception("answering %r failed", str(question or "")[:200])
+    return ANSWER_FAILED
 
 
 DOC_HEADERS = ["doc_id", "title", "date", "passages", "characters"]
@@ -408,26 +449,98 @@ def _safe_filename(name: str) -> str | None:
     return stem + suffix
 
 
-def run_update(files, progress=gr.Progress()):
-    """Copy uploaded articles into the documents folder, update the index, swap it in."""
-    h = holder()
+def authorised(token: str | None) -> bool:
+    """Whether ``token`` allows writes: only when the operator set one, and it matches."""
+    if not ADMIN_TOKEN:
+        return False
+    return hmac.compare_digest(str(token or "").encode("utf-8", "replace"), ADMIN_TOKEN.encode("utf-8"))
+
+
+def _upload_ids(src: Path, target: str) -> set[str]:
+    """The document ids an upload would add: its file stem, or the ids of its JSONL records."""
+    if not target.endswith(".jsonl"):
+        return {Path(target).stem}
+    from qa.documents import load_file
+
+    try:
+        docs, _ = load_file(src)
+    except qa.DocumentError:
+        return set()  # the update reports the bad file by name
+    return {d.doc_id for d in docs}
+
+
+def _check_upload(src: Path, target: str, documents_dir: Path, replace: bool) -> str | None:
+    """Why an upload is refused, or None to accept it. An upload never silently replaces an
+    article: not a file of the same name, nor an indexed article of the same id in another file."""
+    size = src.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        return f"refused {target}: {size:,} bytes is over the {MAX_UPLOAD_BYTES:,}-byte limit"
+    existing = documents_dir / target
+    if existing.is_symlink():
+        return f"refused {target}: a link of that name is in the documents folder"
+    if existing.exists() and not replace:
+        return f"refused {target}: a file of that name exists; tick \"Replace existing articles\" to replace it"
+    idx = holder().peek()
+    if idx is not None:
+        for doc_id in sorted(_upload_ids(src, target)):
+            try:
+                source = idx.document(doc_id).source_path or ""
+            except KeyError:
+                continue
+            if Path(source.rsplit(":", 1)[0] if ".jsonl:" in source else source).name != target:
+                return (f"refused {target}: the article id {doc_id!r} is already used by another file "
+                        f"({Path(source).name}); rename the upload")
+    return None
+
+
+def _copy_uploads(files, documents_dir: Path, replace: bool) -> list[str]:
     notes = []
     for f in files or []:
-        src = getattr(f, "name", None) or str(f)
-        target = _safe_filename(src)
+        src = Path(getattr(f, "name", None) or str(f))
+        target = _safe_filename(src.name)
         if target is None:
-            notes.append(f"ignored {Path(src).name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
+            notes.append(f"ignored {src.name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
             continue
-        Path(h.documents_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, Path(h.documents_dir) / target)
-        notes.append(f"added {target} to {h.documents_dir}/")
+        refusal = _check_upload(src, target, documents_dir, replace)
+        if refusal:
+            notes.append(refusal)
+            continue
+        replaced = (documents_dir / target).exists()
+        documents_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, documents_dir / target)
+        notes.append(f"{'replaced' if replaced else 'added'} {target}")
+    return notes
+
+
+def _public_summary(summary, documents_dir: Path) -> str:
+    """The update summary with paths relative to the documents folder: no server paths."""
+    root = str(documents_dir.resolve())
+    text = str(summary)
+    return text.replace(root + os.sep, "").replace(root, ".")
+
+
+def run_update(files, token=None, replace=False, progress=gr.Progress()):
+    """Copy uploaded articles into the documents folder, update the index, swap it in.
+    Refused unless ``token`` is the operator's admin token: checked here, in the handler, so
+    no route (the button, the queue with this fn_index) writes without it."""
+    if not authorised(token):
+        log.warning("refused an update without a valid admin token")
+        return (WRITES_OFF if not ADMIN_TOKEN else WRONG_TOKEN, None, *documents_view())
+    h = holder()
+    documents_dir = Path(h.documents_dir)
+    notes = _copy_uploads(files, documents_dir, bool(replace))
     progress(0.0, desc="Scanning documents")
     try:
         summary = h.update(progress=_progress_callback(progress))
-        text = ("Index updated: " if summary.changed else "Index already up to date: ") + str(summary)
-    except Exception as exc:  # noqa: BLE001
+        text = ("Index updated: " if summary.changed else "Index already up to date: ") + _public_summary(summary, documents_dir)
+    except UpdateRunning as exc:
+        text = str(exc)
+    except qa.IndexBusyError:
+        text = "Update failed: another process is updating the index; try again when it has finished."
+    except Exception as exc:  # noqa: BLE001 - the operator's log gets the details, the page no paths
         log.exception("update failed")
-        text = f"Update failed: {type(exc).__name__}: {exc}"
+        text = ("Update failed: the index could not be updated (see the server log)."
+                + (" It may need a rebuild: python -m qa index --rebuild" if isinstance(exc, qa.IndexDamagedError) else ""))
     if notes:
         text = "\n".join(notes) + "\n" + text
     return (text, None, *documents_view())
@@ -496,6 +609,10 @@ def build_ui() -> gr.Blocks:
                     elem_id="qa-upload",
                 )
                 with gr.Column():
+                    admin_token = gr.Textbox(label="Admin token (uploading and updating need it)", type="password",
+                                             elem_id="qa-admin-token")
+                    replace_box = gr.Checkbox(label="Replace existing articles of the same name", value=False,
+                                              elem_id="qa-replace")
                     update_btn = gr.Button(
                         "Add uploads & update index from the documents folder", variant="primary", elem_id="qa-update"
                     )
@@ -505,9 +622,10 @@ def build_ui() -> gr.Blocks:
 
         chat_inputs = [msg, chatbot, pairs, k, date_from, date_to, doc_filter]
         chat_outputs = [msg, chatbot, pairs]
-        msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa")
+        msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa", concurrency_limit=ASK_CONCURRENCY)
         examples.click(lambda s: s[0], examples, msg, api_visibility="private", queue=False).then(
-            respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa"
+            respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="qa",
+            concurrency_limit=ASK_CONCURRENCY,
         )
         clear.click(lambda: ([], []), None, [chatbot, pairs], api_visibility="private", queue=False)
         chatbot.clear(lambda: [], None, pairs, api_visibility="private", queue=False)
@@ -516,7 +634,7 @@ def build_ui() -> gr.Blocks:
         demo.load(documents_view, None, docs_outputs, api_visibility="private")
         update_btn.click(
             run_update,
-            [upload],
+            [upload, admin_token, replace_box],
             [summary, upload, *docs_outputs],
             api_visibility="private",
             concurrency_id="update",
@@ -524,19 +642,38 @@ def build_ui() -> gr.Blocks:
         )
         picker.change(show_article, picker, article, api_visibility="private")
 
-        gr.api(ask, api_name="ask", concurrency_id="qa")
+        gr.api(ask, api_name="ask", concurrency_id="qa", concurrency_limit=ASK_CONCURRENCY)
     return demo
 
 
+def configure_writes(token: str | None, max_upload_mb: float, host: str) -> None:
+    """Set who may write. Without a token nobody may, on any address."""
+    global ADMIN_TOKEN, MAX_UPLOAD_BYTES
+    ADMIN_TOKEN = token or None
+    MAX_UPLOAD_BYTES = int(max_upload_mb * 1024 * 1024)
+    if ADMIN_TOKEN is None:
+        log.info("uploading and updating are off (no admin token); asking is open")
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("uploading and updating are on for anyone with the admin token on %s; use HTTPS in front", host)
+
+
 def main(argv: list[str] | None = None) -> None:
-    global HOLDER
+    global HOLDER, ASK_CONCURRENCY
     parser = argparse.ArgumentParser(description="Chat with the indexed news articles.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--index", default="index", help="index directory (default index/)")
     parser.add_argument("--documents", default="documents", help="articles folder (default documents/)")
+    parser.add_argument("--admin-token", default=os.environ.get("QA_ADMIN_TOKEN") or None,
+                        help="token that allows uploading and updating (default: $QA_ADMIN_TOKEN; unset: writes are off)")
+    parser.add_argument("--ask-concurrency", type=int, default=ASK_CONCURRENCY,
+                        help=f"questions answered at once (default {ASK_CONCURRENCY})")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f"largest upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_writes(args.admin_token, args.max_upload_mb, args.host)
+    ASK_CONCURRENCY = max(1, args.ask_concurrency)
 
     HOLDER = IndexHolder(args.index, args.documents)
     # Update/load/warm-up runs beside the UI start-up; questions wait for it (HOLDER.ready).
@@ -548,12 +685,17 @@ def main(argv: list[str] | None = None) -> None:
         server_port=args.port,
         css=CSS,
         show_error=False,
+        max_file_size=MAX_UPLOAD_BYTES,  # Gradio refuses bigger files on /gradio_api/upload already
         prevent_thread_lock=True,
         quiet=True,
     )
     print(f"Serving on http://{args.host}:{args.port} ({time.monotonic() - _T0:.1f} s after start)", flush=True)
     HOLDER.ready.wait()
-    print(f"Index ready ({time.monotonic() - _T0:.1f} s after start)", flush=True)
+    if HOLDER.error is None:
+        print(f"Index ready ({time.monotonic() - _T0:.1f} s after start)", flush=True)
+    else:
+        print(f"Index NOT loaded: {HOLDER.error}\nThe chat answers that the index is unavailable until "
+              f"this is fixed and the app restarted.", flush=True)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

@@ -2,8 +2,8 @@
 
     resolve follow-up -> retrieve -> reading windows (glue repaired) -> parse -> read -> complete spans -> score -> cite
 
-1. A follow-up ("How many people will it cover?") is rewritten with the previous turn
-   (``qa/followup.py``).
+1. The question is unwrapped (quotes, "Q:", markup) and a follow-up ("How many people will it
+   cover?") is rewritten with the previous turn (``qa/followup.py``).
 2. The retriever returns the passages with their documents' sentences (``Retriever.sources``).
    A question naming something none of them mentions ("the capital of France") gets no answer.
 3. The best sentence of each passage grows into a short reading window (``qa/candidates.py``).
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from . import models
 from .candidates import (Candidate, AskedFor, describe_candidates, reading_windows, slot_proposals,
                          window_slots)
-from .followup import resolve_followup
+from .followup import normalize_question, resolve_followup
 from .lexical import tokenize
 from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
@@ -74,8 +74,8 @@ class Answerer:
         """The answer to ``question`` (``history``: earlier (question, answer) turns), cited."""
         if self.retriever is None or self.scorer is None:
             raise RuntimeError("this Answerer reads given sources only: it has no retriever or no scorer")
-        check_query(question)
-        resolved = resolve_followup(question[:MAX_QUESTION_CHARS], history)
+        cleaned = normalize_question(check_query(question))  # the Answer keeps the user's own text
+        resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
         sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         passages = [s.passage for s in sources]
         if not sources or missing_names(resolved.reader_question, [p.text for p in passages]):

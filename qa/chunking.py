@@ -36,6 +36,11 @@ class ChunkerSettings:
     overlap_tokens: int = 32
     max_tokens: int = 254  # all-MiniLM-L6-v2 reads 256 word pieces including [CLS] and [SEP]
 
+    @property
+    def max_chars(self) -> int:
+        """Characters in a chunk at most: 16 per word piece is far above English text (about 4-5)."""
+        return 16 * self.chunk_tokens
+
     def __post_init__(self) -> None:
         if not 0 < self.chunk_tokens <= self.max_tokens:
             raise ValueError(f"chunk_tokens must be in 1..{self.max_tokens}, got {self.chunk_tokens}")
@@ -82,26 +87,30 @@ class Chunker:
     def _overlap_start(self, text: str, previous: tuple[int, int], start: int, end: int) -> int:
         budget = min(self.settings.overlap_tokens, self.settings.max_tokens - self.count_tokens(text[start:end]))
         best = start
+        max_chars = self.settings.max_chars  # the overlap must not undo _fit's bound either
         for s, _ in reversed(sentence_spans(text[previous[0]:previous[1]], previous[0])):
-            if self.count_tokens(text[s:start]) > budget:
+            if end - s > max_chars or self.count_tokens(text[s:start]) > budget:
                 break
             best = s
         if best == start and budget > 0:  # no whole sentence fits: carry the last words instead
             for m in reversed(list(re.finditer(r"\S+", text[previous[0]:start]))):
                 s = previous[0] + m.start()
-                if self.count_tokens(text[s:start]) > budget:
+                if end - s > max_chars or self.count_tokens(text[s:start]) > budget:
                     break
                 best = s
         return best
 
     def _fit(self, piece: str) -> list[str]:
-        """Guarantee the model never truncates: re-split any piece over ``max_tokens``."""
-        if self.count_tokens(piece) <= self.settings.max_tokens:
+        """Guarantee the model never truncates: re-split any piece over ``max_tokens`` or
+        ``max_chars``. The character bound matters for words the tokenizer cannot split:
+        a 100,000-character "word" is one [UNK] token, and would otherwise be one 100 kB chunk."""
+        max_chars = self.settings.max_chars
+        if len(piece) <= max_chars and self.count_tokens(piece) <= self.settings.max_tokens:
             return [piece]
         parts, current = [], ""
-        for word in re.findall(r"\S+\s*", piece):
+        for word in self._words(piece):
             candidate = current + word
-            if current and self.count_tokens(candidate) > self.settings.chunk_tokens:
+            if current and (len(candidate) > max_chars or self.count_tokens(candidate) > self.settings.chunk_tokens):
                 parts.append(current)
                 current = word
             else:
@@ -116,6 +125,14 @@ class Chunker:
             elif part:
                 out.append(part)
         return out
+
+    def _words(self, piece: str) -> list[str]:
+        """Words with their trailing space; a word over ``max_chars`` comes in ``max_chars`` pieces."""
+        words = []
+        limit = self.settings.max_chars
+        for word in re.findall(r"\S+\s*", piece):
+            words.extend(word[i:i + limit] for i in range(0, len(word), limit))
+        return words
 
 
 def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:

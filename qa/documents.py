@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -71,18 +72,38 @@ class LoadReport:
 
 
 def list_document_files(documents_dir: str | Path) -> list[Path]:
-    """The article files under ``documents_dir`` (recursively), in a stable order; hidden files are ignored."""
+    """The article files under ``documents_dir`` (recursively), in a stable order; hidden files are ignored.
+
+    Paths are absolute and resolved, so the same folder spelled two ways gives the same paths.
+    Symbolic links are left out (``scan_documents`` reports them)."""
+    return scan_documents(documents_dir)[0]
+
+
+def scan_documents(documents_dir: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(article files, skipped (path, reason)) under ``documents_dir``.
+
+    A symbolic link is never followed, whether to a file or a folder, and wherever it points:
+    a link inside documents/ could otherwise publish /etc/passwd through the chat."""
     root = Path(documents_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"documents folder not found: {root}")
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return sorted(files)
+    root = root.resolve()
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for folder, subdirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in subdirs + names:
+            path = base / name
+            if name.startswith(".") or not path.is_symlink():
+                continue
+            if name in names and path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            skipped.append((str(path), f"{name}: symbolic link, not followed (copy the file into the folder instead)"))
+        files.extend(base / n for n in names
+                     if not n.startswith(".") and Path(n).suffix.lower() in SUPPORTED_SUFFIXES
+                     and not (base / n).is_symlink() and (base / n).is_file())
+    return sorted(files), sorted(skipped)
 
 
 def load_documents(documents_dir: str | Path, known: dict[str, Document] | None = None) -> LoadReport:
@@ -90,10 +111,15 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
 
     ``known`` maps content hashes to documents already loaded (the index's): a file or JSONL
     record whose bytes hash to one of them is not parsed and cleaned again.
+
+    A document id found in two files (``004.txt`` and a ``.jsonl`` record with id ``004``) is
+    ambiguous: every copy is skipped, each with a reason naming the other file, so that
+    neither silently wins by sort order (the index keeps the version it had).
     """
     report = LoadReport()
-    seen: dict[str, str] = {}
-    for path in list_document_files(documents_dir):
+    files, report.skipped = scan_documents(documents_dir)
+    found: dict[str, list[tuple[str, Document]]] = {}
+    for path in files:
         try:
             docs, problems = load_file(path, known)
         except DocumentError as exc:
@@ -101,13 +127,15 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
             continue
         report.skipped.extend((str(path), problem) for problem in problems)
         for doc in docs:
-            if doc.doc_id in seen:
-                report.skipped.append(
-                    (str(path), f"duplicate document id {doc.doc_id!r} (already loaded from {seen[doc.doc_id]})")
-                )
-                continue
-            seen[doc.doc_id] = str(path)
-            report.documents.append(doc)
+            found.setdefault(doc.doc_id, []).append((str(path), doc))
+    for doc_id, copies in found.items():
+        if len(copies) == 1:
+            report.documents.append(copies[0][1])
+            continue
+        sources = [doc.source_path or path for path, doc in copies]
+        for path, doc in copies:
+            others = ", ".join(src for src in sources if src != (doc.source_path or path))
+            report.skipped.append((path, f"duplicate document id {doc_id!r} (also in {others}); rename one of them"))
     return report
 
 

@@ -44,7 +44,8 @@ class Embedder:
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
         log.info("loading embedding model %s", self.name)
-        self.model = SentenceTransformer(resolve_model_path(self.name), device="cpu", local_files_only=True)
+        self._path = resolve_model_path(self.name)
+        self.model = SentenceTransformer(self._path, device="cpu", local_files_only=True)
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
         # The fast (Rust) tokenizer counts without the slow path's "sequence too long" warnings.
@@ -58,6 +59,10 @@ class Embedder:
             self._fast.no_truncation()
         self._tokenizer = self.model.tokenizer
         self._lock = threading.Lock()  # torch modules are not safe to call from several threads at once
+        # Questions get their own copy of the model (about 90 MB) and lock: with one shared lock a
+        # question waited behind each block of an index update (10-13 s per question in the chat).
+        self._query_model = None
+        self._query_lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model would see for ``text``, without special tokens."""
@@ -79,4 +84,12 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, query: str) -> np.ndarray:
-        return self.encode([query])[0]
+        """One question's vector, from the query model: never waits for a bulk ``encode``."""
+        with self._query_lock:
+            if self._query_model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._query_model = SentenceTransformer(self._path, device="cpu", local_files_only=True)
+            vector = self._query_model.encode([query], batch_size=1, normalize_embeddings=True,
+                                              convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vector[0], dtype=np.float32)

@@ -1,4 +1,6 @@
-"""Follow-up questions: "How many people will it cover?" after "How many jobs will the Enbek
+"""Questions as typed: wrappers removed (``normalize_question``), and follow-ups resolved.
+
+Follow-up questions: "How many people will it cover?" after "How many jobs will the Enbek
 Program create?" is read as "How many people will the Enbek Program cover?".
 
 An elliptical follow-up is rewritten with the previous turn: its pronoun becomes what the
@@ -8,8 +10,28 @@ however short.
 """
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
+
+# What people put around a question in a chat box: quotes, "Q:", bullets, emoji, markup.
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+_LABEL = re.compile(r"^(?:q|question|query)\s*\d*\s*(?:[:.)\]]|\s-)\s*", re.I)
+_LEADING = re.compile(r"^[^\w¿¡]+")  # anything before the first letter or digit: quotes, emoji, "- ", "> "
+_TRAILING = re.compile(r"[\s\"'“”‘’«»`*_~]+$")
+
+
+def normalize_question(question: str) -> str:
+    """The question as the reader and retrieval should see it: markup, a "Q:" label, leading
+    quotes, bullets and emoji removed. The reader keys on the question word ("How many ...")
+    at the start, and found no answer to '"How many jobs ...?"' or '<b>How many ...'.
+    Returns the question unchanged when nothing is left after cleaning."""
+    text = html.unescape(_TAG.sub(" ", question))
+    for _ in range(3):  # '- Q: "How ...' peels in several steps
+        text = _LABEL.sub("", _LEADING.sub("", text.strip()))
+    text = re.sub(r"\s+([?!.,;:])", r"\1", re.sub(r"\s+", " ", _TRAILING.sub("", text))).strip()
+    return text or question.strip()
+
 
 _PRONOUN = re.compile(r"\b(he|she|it|they|him|them|his|its|their|hers|theirs|her)\b", re.I)
 _POSSESSIVE = {"his", "its", "their", "hers", "theirs"}

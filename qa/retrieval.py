@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "dense", "lexical")
 RRF_K = 60  # the constant of Cormack et al. (2009); larger flattens the rank curve
+MAX_K = 50  # passages per question; the chat offers up to 20
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,23 @@ def _iso(value, name: str) -> str | None:
 
 
 def check_query(query: str) -> str:
+    """The query, cut to ``MAX_QUERY_CHARS``, with lone surrogates (half an emoji from a broken
+    client) replaced by spaces: they cannot be encoded, and the tokenizer raised TypeError."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
+    query = _SURROGATE.sub(" ", query[:MAX_QUERY_CHARS])
     if not query.strip():
         raise QuestionError("query is empty: ask about something in the articles")
-    return query[:MAX_QUERY_CHARS]
+    return query
+
+
+def check_k(k) -> int:
+    """``k`` as an int in 0..MAX_K: every passage asked for is embedded, scored and read."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise QuestionError(f"k must be a whole number of passages, got {k!r}")
+    if k > MAX_K:
+        raise QuestionError(f"k is at most {MAX_K} passages, got {k}")
+    return int(k)
 
 
 class Retriever:
@@ -102,6 +117,7 @@ class Retriever:
     def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid",
                  candidates: int | None = None) -> list[Passage]:
         query = check_query(query)
+        k = check_k(k)
         if k <= 0:
             return []
         if mode not in MODES:

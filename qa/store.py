@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -39,13 +40,25 @@ from . import models
 from .embedding import Embedder
 from .lexical import LexicalIndex, tokenize
 from .types import Chunk, Document, UpdateSummary
-from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
+from .errors import (REBUILD_HINT, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
+                     IndexStateError)
 from .vectors import VectorIndex, choose_type
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+TMP_MANIFEST = f".{MANIFEST}.tmp"
+LOCK_FILE = ".lock"
+LOCK_TIMEOUT_S = 600.0  # a second writer waits this long for the first, then gives up with IndexBusyError
+# The keys ``Store.load`` and ``sync`` read; a manifest without one of them is damaged.
+REQUIRED_KEYS = ("format_version", "model", "dimension", "chunker", "index_type", "next_vector_id", "documents",
+                 "generation")
+_GENERATION = re.compile(r"gen-(\d{6,})")
+# Everything a damaged file can raise while it is parsed: faiss reports a truncated file as RuntimeError.
+_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError)
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -106,6 +119,9 @@ class Store:
         manifest = read_manifest(directory)
         check_compatible(manifest, directory, model)
         gen = directory / manifest["generation"]
+        if not gen.is_dir():
+            raise IndexDamagedError(f"index at {directory} is damaged (its generation {manifest['generation']} is "
+                                    f"missing); {REBUILD_HINT}")
         try:
             documents = {}
             with open(gen / "documents.jsonl", encoding="utf-8") as fh:
@@ -120,12 +136,13 @@ class Store:
                                          tuple(tuple(s) for s in r["sentences"])))
             vectors = VectorIndex.load(gen / "vectors.faiss", manifest["index_type"])
             lexical = LexicalIndex.load(gen / "lexical")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise IndexDamagedError(f"index at {directory} is damaged ({exc}); rebuild it with `python -m qa index --rebuild`") from exc
-        if len(vectors) != len(rows) or lexical.size != len(rows):
+        except _LOAD_ERRORS as exc:
+            raise IndexDamagedError(f"index at {directory} is damaged ({_short(exc)}); {REBUILD_HINT}") from exc
+        if len(vectors) != len(rows) or lexical.size != len(rows) or set(manifest["documents"]) != set(documents):
             raise IndexDamagedError(
                 f"index at {directory} is inconsistent ({len(rows)} chunks, {len(vectors)} vectors, "
-                f"{lexical.size} BM25 rows); rebuild it with `python -m qa index --rebuild`"
+                f"{lexical.size} BM25 rows, {len(documents)} documents for {len(manifest['documents'])} in the "
+                f"manifest); {REBUILD_HINT}"
             )
         return cls(directory, manifest, documents, rows, vectors, lexical)
 
@@ -135,9 +152,28 @@ def read_manifest(directory: Path) -> dict:
     if not path.exists():
         raise IndexNotFoundError(f"no index at {directory} (no {MANIFEST}); build it with `python -m qa index`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexDamagedError(f"cannot read {path} ({exc}); rebuild with `python -m qa index --rebuild`") from exc
+        raise IndexDamagedError(f"cannot read {path} ({_short(exc)}); {REBUILD_HINT}") from exc
+    if not isinstance(manifest, dict):
+        raise IndexDamagedError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); {REBUILD_HINT}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return manifest  # check_compatible names the version; the keys of another format may differ
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise IndexDamagedError(f"{path} is damaged (missing {', '.join(missing)}); {REBUILD_HINT}")
+    if not isinstance(manifest["generation"], str) or not _GENERATION.fullmatch(manifest["generation"]):
+        # Also keeps a forged manifest from pointing the loader outside the index folder.
+        raise IndexDamagedError(f"{path} is damaged (bad generation {str(manifest['generation'])[:40]!r}); {REBUILD_HINT}")
+    if not isinstance(manifest["documents"], dict) or not isinstance(manifest["chunker"], dict):
+        raise IndexDamagedError(f"{path} is damaged (documents or chunker is not an object); {REBUILD_HINT}")
+    return manifest
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's message on one line, cut short: faiss puts a whole C++ backtrace in its messages."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
 
 
 def check_compatible(manifest: dict, directory: Path, model: str | None) -> None:
@@ -165,13 +201,25 @@ def sync(
     index_type: str = "auto",
     progress: Progress | None = None,
     embedder: Embedder | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> UpdateSummary:
-    """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``."""
+    """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``.
+
+    ``rebuild`` re-embeds everything and never reads the old manifest or generations, so it
+    repairs an index folder in any state. A second writer waits up to ``lock_timeout`` seconds
+    for the first one (saying so), then raises ``IndexBusyError``.
+    """
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda done, total, message: None)
-    with _exclusive(index_dir):
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexStateError(f"cannot create the index folder {index_dir} ({exc.strerror or exc})") from exc
+    with _exclusive(index_dir, lock_timeout, notify):
+        # Whatever a crash (or kill -9) left behind goes before anything new is written.
+        current = _current_generation(index_dir)
+        _remove_leftovers(index_dir, current, damaged=current is None and (index_dir / MANIFEST).exists() and not rebuild)
         old = None
         if not rebuild and (index_dir / MANIFEST).exists():
             old = Store.load(index_dir, model=model)
@@ -179,7 +227,7 @@ def sync(
         # Files whose bytes the index already holds are not parsed and cleaned again.
         report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
-        settings = chunker_settings or (ChunkerSettings(**old.manifest["chunker"]) if old else ChunkerSettings())
+        settings = chunker_settings or (_stored_settings(old) if old else ChunkerSettings())
         if old and asdict(settings) != old.manifest["chunker"]:
             raise IndexMismatchError(
                 f"index at {index_dir} was built with chunker settings {old.manifest['chunker']}, not {asdict(settings)}: "
@@ -187,7 +235,7 @@ def sync(
             )
 
         old_docs = old.documents if old else {}
-        skipped_paths = {path for path, _ in report.skipped}
+        skipped = _SkippedFiles(path for path, _ in report.skipped)
         new_docs: dict[str, Document] = {}
         to_embed: list[Document] = []
         added = updated = unchanged = 0
@@ -203,7 +251,7 @@ def sync(
                 updated += previous is not None
         # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
         for doc_id, previous in old_docs.items():
-            if doc_id not in new_docs and _source_file(previous) in skipped_paths:
+            if doc_id not in new_docs and skipped.holds(previous):
                 new_docs[doc_id] = previous
                 unchanged += 1
         removed = sum(1 for doc_id in old_docs if doc_id not in new_docs)
@@ -284,7 +332,7 @@ def sync(
             }
             for row in rows:
                 manifest["documents"][row.doc_id]["chunks"] += 1
-            _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical)
+            _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical, previous=current)
         seconds = time.perf_counter() - t0
         notify(1, 1, "done")
         for path, reason in summary.skipped:
@@ -308,11 +356,38 @@ def _source_file(doc: Document) -> str | None:
     return path
 
 
-def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress, block: int = 256) -> np.ndarray:
-    """Embed in blocks so long runs report progress; the bar goes to the terminal for big jobs."""
+class _SkippedFiles:
+    """The files skipped by this update, matched however their folder was spelled: the same
+    folder given as ``documents``, ``./documents`` or ``/abs/documents`` must keep a bad file's
+    last good version alike. Paths are compared resolved; an article file (not JSONL) also
+    matches by name, since its document id is its file stem, which no spelling changes."""
+
+    def __init__(self, paths):
+        self.paths = {_resolved(p) for p in paths}
+        self.stems = {Path(p).stem for p in self.paths if not p.endswith(".jsonl")}
+
+    def holds(self, doc: Document) -> bool:
+        source = _source_file(doc)
+        if source is None:
+            return False
+        if _resolved(source) in self.paths:
+            return True
+        return not source.endswith(".jsonl") and doc.doc_id == Path(source).stem and doc.doc_id in self.stems
+
+
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # a symlink loop: compare it as written
+        return path
+
+
+def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress, block: int = 64) -> np.ndarray:
+    """Embed in blocks so long runs report progress; the bar goes to the terminal for big jobs.
+    Blocks are small (64 chunks, about 2-4 s on two cores) so that progress moves steadily."""
     parts = []
     bar = None
-    if len(texts) > block:
+    if len(texts) > 256:  # the bar only for big jobs, as before the blocks became smaller
         from tqdm import tqdm
 
         bar = tqdm(total=len(texts), unit="chunk", desc="embedding", leave=False)
@@ -327,17 +402,56 @@ def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress
     return np.vstack(parts)
 
 
+def _stored_settings(store: Store) -> ChunkerSettings:
+    try:
+        return ChunkerSettings(**store.manifest["chunker"])
+    except (TypeError, ValueError) as exc:
+        raise IndexDamagedError(f"index at {store.directory} has unusable chunker settings ({_short(exc)}); {REBUILD_HINT}") from exc
+
+
 def _read_tokens(store: Store) -> list[list[str]]:
-    with open(store.directory / store.manifest["generation"] / "tokens.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    try:
+        with open(store.directory / store.manifest["generation"] / "tokens.jsonl", encoding="utf-8") as fh:
+            tokens = [json.loads(line) for line in fh]
+    except (OSError, ValueError) as exc:
+        raise IndexDamagedError(f"index at {store.directory} is damaged ({_short(exc)}); {REBUILD_HINT}") from exc
+    if len(tokens) != len(store.rows):
+        raise IndexDamagedError(f"index at {store.directory} is inconsistent ({len(store.rows)} chunks, "
+                                f"{len(tokens)} token rows); {REBUILD_HINT}")
+    return tokens
 
 
 def _write_generation(index_dir: Path, manifest: dict, documents: dict[str, Document], rows: list[ChunkRow],
-                      tokens: list[list[str]], vectors: VectorIndex, lexical: LexicalIndex) -> None:
-    number = 1 + max([int(p.name.split("-")[1]) for p in index_dir.glob("gen-*") if p.name.split("-")[1].isdigit()] or [0])
+                      tokens: list[list[str]], vectors: VectorIndex, lexical: LexicalIndex,
+                      previous: str | None = None) -> None:
+    """Write a new generation and switch the manifest to it. ``previous`` (the generation in use,
+    None when there is none or the manifest is unreadable) stays one round for readers."""
+    number = 1 + max([_generation_number(p.name) or 0 for p in index_dir.glob("gen-*")] or [0])
     name = f"gen-{number:06d}"
     gen = index_dir / name
-    gen.mkdir()
+    try:
+        gen.mkdir()
+        _write_files(gen, documents, rows, tokens, vectors, lexical)
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(gen, ignore_errors=True)  # a half-written generation is never left behind
+        raise IndexStateError(f"could not write the index in {index_dir} ({_short(exc)}); nothing was changed") from exc
+    manifest = {**manifest, "generation": name}
+    tmp = index_dir / TMP_MANIFEST
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / MANIFEST)  # the commit point
+    _fsync_dir(index_dir)
+    # Loaded indexes hold everything in memory; the previous generation stays one round for a
+    # reader that read the old manifest a moment ago, older ones (and crashed attempts) go.
+    for old_gen in index_dir.glob("gen-*"):
+        if old_gen.name not in (name, previous):
+            shutil.rmtree(old_gen, ignore_errors=True)
+
+
+def _write_files(gen: Path, documents: dict[str, Document], rows: list[ChunkRow], tokens: list[list[str]],
+                 vectors: VectorIndex, lexical: LexicalIndex) -> None:
     with open(gen / "documents.jsonl", "w", encoding="utf-8") as fh:
         for doc in sorted(documents.values(), key=lambda d: d.doc_id):
             fh.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
@@ -351,20 +465,41 @@ def _write_generation(index_dir: Path, manifest: dict, documents: dict[str, Docu
     vectors.save(gen / "vectors.faiss")
     lexical.save(gen / "lexical")
     _fsync_tree(gen)
-    previous = json.loads((index_dir / MANIFEST).read_text()).get("generation") if (index_dir / MANIFEST).exists() else None
-    manifest = {**manifest, "generation": name}
-    tmp = index_dir / f".{MANIFEST}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, index_dir / MANIFEST)  # the commit point
-    _fsync_dir(index_dir)
-    # Loaded indexes hold everything in memory; the previous generation stays one round for a
-    # reader that read the old manifest a moment ago, older ones (and crashed attempts) go.
-    for old_gen in index_dir.glob("gen-*"):
-        if old_gen.name not in (name, previous):
-            shutil.rmtree(old_gen, ignore_errors=True)
+
+
+def _generation_number(name: str) -> int | None:
+    m = _GENERATION.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def _current_generation(index_dir: Path) -> str | None:
+    """The generation the manifest points at, or None when there is no usable manifest (never raises)."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+        name = manifest.get("generation") if isinstance(manifest, dict) else None
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) and _GENERATION.fullmatch(name) and (index_dir / name).is_dir() else None
+
+
+def _remove_leftovers(index_dir: Path, current: str | None, damaged: bool) -> None:
+    """Delete what crashed updates left: the temporary manifest, generations newer than the one in
+    use (attempts that never committed) and all but the newest of the older ones (the previous
+    generation stays for readers). A damaged index that is not being rebuilt is left as it is,
+    for the user to inspect or rebuild."""
+    (index_dir / TMP_MANIFEST).unlink(missing_ok=True)
+    if damaged:
+        return
+    gens = sorted((p for p in index_dir.glob("gen-*") if p.is_dir()), key=lambda p: _generation_number(p.name) or -1)
+    if current is None:
+        doomed = gens  # no manifest: nothing points at any generation
+    else:
+        number = _generation_number(current)
+        older = [p for p in gens if (_generation_number(p.name) or -1) < number]
+        doomed = [p for p in gens if p.name != current and (p not in older or p is not older[-1])]
+    for gen in doomed:
+        log.info("removing leftover generation %s", gen.name)
+        shutil.rmtree(gen, ignore_errors=True)
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -384,11 +519,43 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def _exclusive(index_dir: Path) -> Iterator[None]:
-    """One writer at a time per index folder (readers never block)."""
-    with open(index_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def _exclusive(index_dir: Path, timeout: float = LOCK_TIMEOUT_S, notify: Progress | None = None) -> Iterator[None]:
+    """One writer at a time per index folder (readers never block). A second writer says that it
+    waits, and gives up with ``IndexBusyError`` after ``timeout`` seconds."""
+    try:
+        fh = open(index_dir / LOCK_FILE, "a")  # "a": opening never truncates another writer's file
+    except OSError as exc:
+        raise IndexStateError(
+            f"cannot write to the index folder {index_dir} ({exc.strerror or exc}): make it writable, "
+            f"or {REBUILD_HINT} --index <a writable folder>"
+        ) from exc
+    with fh:
+        _acquire(fh, index_dir, timeout, notify)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _acquire(fh, index_dir: Path, timeout: float, notify: Progress | None) -> None:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    message = f"another update of the index at {index_dir} is running; waiting up to {timeout:.0f} s for it"
+    log.warning(message)
+    if notify:
+        notify(0, 1, message)
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(0.2)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise IndexBusyError(
+                    f"the index at {index_dir} is still being updated by another process after {timeout:.0f} s; "
+                    f"try again when it has finished"
+                ) from None

@@ -36,6 +36,8 @@ ENBEK_Q = "How many jobs will the Enbek Program create?"
 ENBEK_DOC = "004_c8ebc32f0d2447af"
 UNSAFE_DOC = "999_injected_html"
 ANSWER_TIMEOUT_MS = 90_000
+ADMIN_TOKEN = "test-admin-token-3f9a"
+MAX_UPLOAD_MB = 0.5
 
 TIMINGS: dict = {}
 
@@ -86,9 +88,10 @@ def server(tmp_path_factory):
     log = open(log_path, "w")
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(APP), "--port", str(port), "--index", str(index), "--documents", str(docs)],
+        [sys.executable, str(APP), "--port", str(port), "--index", str(index), "--documents", str(docs),
+         "--max-upload-mb", str(MAX_UPLOAD_MB)],
         cwd=APP.parent, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", "QA_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     try:
         while not _port_open(port):
@@ -329,6 +332,7 @@ def test_update_from_documents_view_is_used_without_restart(page, server, tmp_pa
     page.get_by_role("tab", name="Documents").click()
     page.locator("#qa-upload input[type=file]").set_input_files(str(new))
     page.wait_for_timeout(1000)  # let the upload finish
+    page.locator("#qa-admin-token input").fill(ADMIN_TOKEN)
     t = time.monotonic()
     page.locator("#qa-update").click()
     # The chat/API keeps answering while the update runs.
@@ -351,3 +355,83 @@ def test_update_from_documents_view_is_used_without_restart(page, server, tmp_pa
     assert "998_ice_festival" in reply, reply
     api = server["client"].predict("How many skaters took part in the Lake Balkhash Ice Festival marathon?", api_name="/ask")
     assert any(p["doc_id"] == "998_ice_festival" for p in api["passages"] + api["citations"])
+
+
+# ---------------------------------------------------------------------------------------
+# Writes need authority, on every route (issue 12)
+# ---------------------------------------------------------------------------------------
+def _upload(url: str, path: Path) -> dict:
+    """POST a file to Gradio's upload route, as a browser (or an attacker) does."""
+    import httpx
+
+    with open(path, "rb") as fh:
+        response = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, fh)}, timeout=60)
+    response.raise_for_status()
+    return {"path": response.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def _update_fn_index(url: str) -> int:
+    """The fn_index of the Documents tab's update handler (not in the API list)."""
+    import httpx
+
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    upload_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "qa-upload")
+    return next(i for i, d in enumerate(config["dependencies"]) if upload_id in d["inputs"] and d.get("id", i) is not None
+                and len(d["inputs"]) == 3)
+
+
+def _call_queue(url: str, fn_index: int, data: list) -> list:
+    """POST /gradio_api/queue/join and read the result from the event stream."""
+    import httpx
+
+    session = f"attack{time.monotonic_ns()}"
+    joined = httpx.post(f"{url}/gradio_api/queue/join",
+                        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None},
+                        timeout=30)
+    joined.raise_for_status()
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=180) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message["output"]["data"]
+    raise AssertionError("no result from the queue")
+
+
+def test_update_handler_through_the_queue_needs_the_admin_token(server, tmp_path):
+    """The attack of issue 12: upload a file, call the hidden update handler by fn_index."""
+    url, docs = server["url"], server["docs"]
+    fn_index = _update_fn_index(url)
+    target = docs / f"{ENBEK_DOC}.txt"
+    original = target.read_bytes()
+    forged = tmp_path / f"{ENBEK_DOC}.txt"
+    forged.write_text("ASTANA. KAZINFORM - The Enbek Program will create exactly 3 jobs.")
+
+    for token in (None, "", "wrong-token"):
+        out = _call_queue(url, fn_index, [[_upload(url, forged)], token, True])
+        assert "admin token" in out[0], out[0]
+        assert target.read_bytes() == original
+    # With the token, but without "replace": an existing article is not replaced.
+    out = _call_queue(url, fn_index, [[_upload(url, forged)], ADMIN_TOKEN, False])
+    assert "refused" in out[0] and "exists" in out[0], out[0]
+    assert target.read_bytes() == original
+    # A JSONL file reusing the article's id is refused too.
+    reuse = tmp_path / "0.jsonl"
+    reuse.write_text(json.dumps({"id": ENBEK_DOC, "text": "The Enbek Program will create exactly 3 jobs."}) + "\n")
+    out = _call_queue(url, fn_index, [[_upload(url, reuse)], ADMIN_TOKEN, True])
+    assert "refused 0.jsonl" in out[0] and "already used" in out[0], out[0]
+    assert not (docs / "0.jsonl").exists()
+    assert "750 thousand" in server["client"].predict(ENBEK_Q, api_name="/ask")["text"]
+    for text in out[:1]:
+        assert str(docs) not in text  # no server paths
+
+
+def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.txt"
+    big.write_text("word " * int(MAX_UPLOAD_MB * 1024 * 1024 / 5 + 1000))
+    with open(big, "rb") as fh:
+        response = httpx.post(f"{server['url']}/gradio_api/upload", files={"files": (big.name, fh)}, timeout=60)
+    assert response.status_code >= 400
+    assert not (server["docs"] / "big.txt").exists()
