@@ -507,7 +507,10 @@ def _copy_uploads(files, documents_dir: Path, replace: bool) -> list[str]:
             continue
         replaced = (documents_dir / target).exists()
         documents_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, documents_dir / target)
+        # Copied under a hidden name, then renamed: an update never indexes a half-written file.
+        partial = documents_dir / f".{target}.partial"
+        shutil.copyfile(src, partial)
+        os.replace(partial, documents_dir / target)
         notes.append(f"{'replaced' if replaced else 'added'} {target}")
     return notes
 

@@ -14,6 +14,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from .settings import MAX_QUESTION_CHARS
+
 # What people put around a question in a chat box: quotes, "Q:", bullets, emoji, markup.
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 _LABEL = re.compile(r"^(?:q|question|query)\s*\d*\s*(?:[:.)\]]|\s-)\s*", re.I)
@@ -49,7 +51,8 @@ class ResolvedQuestion:
 def resolve_followup(question: str, history) -> ResolvedQuestion:
     """Rewrite an elliptical follow-up using the last turn of ``history``; leave others alone."""
     question = question.strip()
-    turns = [(str(q), str(a or "")) for q, a in (history or []) if str(q).strip()]
+    # A turn is cut like a question: a client may send megabytes of "history" through /ask.
+    turns = [(str(q)[:MAX_QUESTION_CHARS], str(a or "")[:MAX_QUESTION_CHARS]) for q, a in (history or []) if str(q).strip()]
     if not turns:
         return ResolvedQuestion(question, question, False)
     prev_q, prev_a = turns[-1]

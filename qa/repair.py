@@ -10,7 +10,8 @@ A word is split when
   "ofState"), after at least two letters (so "McDonald" and "iPhone" stay whole); or
 - it is a lower-case word of 7 letters or more that the reader's vocabulary does not know, nor
   its stem ("tackling" is "tackle" + "ing"), and it splits into two words the vocabulary knows,
-  of 3 letters or more ("pressservice", "thegovernment", "effectivelyguard"; "ofthe" too).
+  of 3 letters or more, or "of", "to", "in", "at", "by" first ("pressservice", "thegovernment",
+  "effectivelyguard", "ofgovernment").
 A compound the vocabulary lacks ("videoconference") is split as well: the reader then reads two
 words, and the answer still quotes the article as written.
 """
@@ -60,7 +61,8 @@ class Repaired:
         return self.to_repaired(span[0]), self.to_repaired(span[1] - 1) + 1
 
     def span_to_original(self, span: Span) -> Span:
-        start, end = self.to_original(span.start), self.to_original(span.end - 1) + 1
+        # An end counts the spaces inserted before it, so "Deputy " (ending on a space) maps to "Deputy".
+        start, end = self.to_original(span.start), self.to_original(span.end)
         return replace(span, text=self.original[start:end], start=start, end=end)
 
     def result_to_original(self, result: "ReaderResult") -> "ReaderResult":

@@ -64,9 +64,10 @@ class Slot:
         return self.mapped(lambda i: i + offset)
 
     def mapped(self, to: Callable[[int], int]) -> "Slot":
-        """The same slot in another copy of its text, ``to`` mapping each character's offset."""
+        """The same slot in another copy of its text, ``to`` mapping offsets (a start, and an end
+        as the count of characters before it, as ``Repaired.to_original`` does)."""
         def span(a: int, b: int) -> tuple[int, int]:
-            return to(a), to(b - 1) + 1
+            return to(a), to(b)
 
         return Slot(*span(self.start, self.end), tuple(span(a, b) for a, b in self.spans), self.asked)
 
@@ -131,11 +132,12 @@ class SlotFinder:
         """A pattern for the forms of a verb: its regular inflections ("receiv" + "ed", "carri" +
         "ed") and the irregular ones the lemmatizer lists ("became", "won")."""
         if self._irregular is None:
-            self._irregular = {}
+            irregular: dict[str, set[str]] = {}
             table = self.nlp.get_pipe("lemmatizer").lookups.get_table("lemma_exc")
             for form, lemmas in table["verb"].items():
                 for base in lemmas:
-                    self._irregular.setdefault(base, set()).add(form)
+                    irregular.setdefault(base, set()).add(form)
+            self._irregular = irregular  # published whole: another thread never sees it half-filled
         stems = {lemma, lemma[:-1] if lemma.endswith("e") else lemma, lemma[:-1] + "i" if lemma.endswith("y") else lemma}
         words = [rf"{re.escape(stem)}\w{{0,4}}" for stem in stems] + [re.escape(f) for f in self._irregular.get(lemma, ())]
         return re.compile(rf"\b(?:{'|'.join(words)})\b", re.I)

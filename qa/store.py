@@ -58,7 +58,6 @@ _GENERATION = re.compile(r"gen-(\d{6,})")
 # Everything a damaged file can raise while it is parsed: faiss reports a truncated file as RuntimeError.
 _LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError)
 
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 

@@ -140,3 +140,11 @@ def test_cli_ask_prints_answer_and_citations(seed_index_dir):
     empty = subprocess.run([sys.executable, "-m", "qa", "ask", " ", "--index", str(seed_index_dir)],
                            env=env, capture_output=True, text=True, timeout=300)
     assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_a_huge_history_turn_is_cut_like_a_question():
+    from qa.settings import MAX_QUESTION_CHARS
+
+    huge = "Ermukhamet Yertysbayev " * 200_000  # megabytes through /ask's history
+    resolved = resolve_followup("Which region did he go to?", [("Who chairs the party?", huge)])
+    assert resolved.is_followup and len(resolved.reader_question) < 2 * MAX_QUESTION_CHARS

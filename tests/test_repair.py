@@ -39,6 +39,9 @@ def test_offsets_map_back_to_the_article(repairer):
 
     back = reading.span_to_original(Span("Deputy Chairman", start, start + len("Deputy Chairman"), 0.5))
     assert back.text == "DeputyChairman" == AKORDA[back.start:back.end]
+    # A span that ends on an inserted space ends where the word does.
+    ends_on_space = reading.span_to_original(Span("Deputy ", start, start + len("Deputy "), 0.5))
+    assert ends_on_space.text == "Deputy"
     assert Repaired.as_written("text").to_original(2) == 2
 
 
