@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .lexical import STOPWORDS, tokenize
@@ -70,6 +70,7 @@ class Candidate:
     features: dict[str, float]
     reader_text: str = ""  # the reader's span before ``complete_span`` added a unit or a qualifier
     score: float = 0.0
+    passage_document_text: str | None = field(default=None, repr=False)  # the text its offsets index
 
 
 def reading_windows(asked: "AskedFor", sources: list[Source], settings: AnswerSettings = AnswerSettings()) -> list[Window]:
@@ -182,7 +183,7 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
             answer_terms = set(terms_of(text))
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
             shape_fits = expected is not None and _has_shape(text, expected)
-            candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
+            candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, passage_document_text=doc, features={
                 "span_logit": logit(span.score),
                 # The window-normalised score above says how sure the reader is within the window;
                 # the raw logit compares spans of different windows (scaled to about -1..1).
@@ -205,10 +206,52 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
                 "from_slot": 1.0 if proposed else 0.0,
                 "other_slot": 1.0 if any(s.holds(span.start, span.end) for s in other_slots) else 0.0,
             }))
+    if expected == "date":
+        candidates += _dated(candidates, windows_of)
     # The same answer found in several windows is better supported.
     for c in candidates:
         c.features["support"] = float(len(windows_of[c.key]) - 1)
     return candidates
+
+
+# "today", "yesterday": a news article's own day, which its date line gives.
+_RELATIVE_DAY = re.compile(r"^(?:today|yesterday|tonight|this (?:morning|afternoon|evening)|earlier today)$", re.I)
+_DATE_LINE = re.compile(
+    rf"^[ \t]*(\d{{1,2}}\s+(?:{'|'.join(MONTH_NAMES)})\s+\d{{4}}|(?:{'|'.join(MONTH_NAMES)})\s+\d{{1,2}},\s+\d{{4}}|"
+    rf"\d{{4}}-\d{{2}}-\d{{2}})\b[^\n]{{0,30}}$", re.I | re.M)
+DATE_LINE_CHARS = 1500  # a date line stands near the top of an article, under its headline
+
+
+def date_line(text: str) -> tuple[int, int] | None:
+    """The article's date line ("26 July 2019, 17:00" on a line of its own near the top): the
+    offsets of its date, or None."""
+    m = _DATE_LINE.search(text, 0, DATE_LINE_CHARS)
+    return (m.start(1), m.end(1)) if m else None
+
+
+def _dated(candidates: list[Candidate], windows_of: dict[str, set[int]]) -> list[Candidate]:
+    """For "When ...?", an answer that says "today" also stands as the article's date line (a span
+    of the article too, cited with that line), scored with the same reading but with the shape
+    of a date: "When did Tokayev receive Baibek?" -> "26 July 2019" rather than "today"."""
+    out = []
+    for c in candidates:
+        if not _RELATIVE_DAY.match(c.text):
+            continue
+        text = c.passage_document_text
+        found = date_line(text) if text is not None else None
+        if not found:
+            continue
+        a, b = found
+        line_start, line_end = text.rfind("\n", 0, a) + 1, text.find("\n", b)
+        line_end = len(text) if line_end < 0 else line_end
+        p = c.passage
+        passage = Passage(text=text[line_start:line_end], doc_id=p.doc_id, title=p.title, date=p.date,
+                          start=line_start, end=line_end, score=p.score, chunk_id=p.chunk_id)
+        key = normalize_answer(text[a:b])
+        windows_of.setdefault(key, set()).update(windows_of[c.key])
+        out.append(Candidate(text[a:b], a, b, passage, key, {**c.features, "type_match": 1.0, "type_mismatch": 0.0},
+                             reader_text=c.reader_text, passage_document_text=text))
+    return out
 
 
 # --------------------------------------------------------------------------- what the question asks for

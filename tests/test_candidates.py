@@ -163,3 +163,22 @@ def test_an_answer_stays_in_its_sentence_and_is_a_phrase():
     assert not _is_phrase("the", None) and not _is_phrase("which", "person")
     assert not _is_phrase("regional", "number") and _is_phrase("16", "number")
     assert _is_phrase("healthcare", None) and _is_phrase("Karaganda", "place") and _is_phrase("16 regional", "number")
+
+
+def test_today_also_stands_as_the_articles_date_line():
+    from qa.candidates import Candidate, _dated, date_line
+
+    text = ("Tokayev: Nur Otan Party should become open and accessible to citizens\n\n26 July 2019, 17:00\n\n"
+            "NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today Bauyrzhan Baibek.")
+    a = text.index("today")
+    passage = Passage(text=text[a - 40:], doc_id="akorda", title=None, date="2019-07-26", start=a - 40, end=len(text),
+                      score=1.0, chunk_id="akorda#1")
+    today = Candidate("today", a, a + 5, passage, "today", {"type_match": 0.0, "type_mismatch": 1.0},
+                      passage_document_text=text)
+    (dated,) = _dated([today], {"today": {0}})
+    assert dated.text == "26 July 2019" == text[dated.doc_start:dated.doc_end]
+    # Cited with its own line, so the citation quotes the article where the answer stands.
+    assert dated.passage.text == "26 July 2019, 17:00"
+    assert dated.passage.start <= dated.doc_start and dated.doc_end <= dated.passage.end
+    assert dated.features["type_match"] == 1.0 and dated.features["type_mismatch"] == 0.0
+    assert date_line("No date line.\nJust text that goes on for a while.") is None
