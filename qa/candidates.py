@@ -418,6 +418,8 @@ def _is_phrase(text: str, expected: str | None) -> bool:
     word = words[0].strip(".,;:!?\"'()[]“”‘’")
     if not word or word.lower() in STOPWORDS:
         return False
+    if expected == "date" and _RELATIVE_DAY.match(word):
+        return True  # "today": the article's day (``_dated`` adds its date line)
     return not (expected in _NAMED_OR_COUNTED and word.islower() and not any(ch.isdigit() for ch in word))
 
 

@@ -163,6 +163,7 @@ def test_an_answer_stays_in_its_sentence_and_is_a_phrase():
     assert not _is_phrase("the", None) and not _is_phrase("which", "person")
     assert not _is_phrase("regional", "number") and _is_phrase("16", "number")
     assert _is_phrase("healthcare", None) and _is_phrase("Karaganda", "place") and _is_phrase("16 regional", "number")
+    assert _is_phrase("today", "date") and not _is_phrase("earlier", "date")
 
 
 def test_today_also_stands_as_the_articles_date_line():
