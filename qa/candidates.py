@@ -404,23 +404,22 @@ def _within_sentence(text: str, sentences: list[tuple[int, int]], a: int, b: int
     return a, b
 
 
-# Kinds of answer that a lone lower-case word without a figure never is ("How many regional
-# branches ...?" -> "regional").
-_NAMED_OR_COUNTED = frozenset({"percent", "money", "date", "number", "person", "place"})
+# Kinds of answer that a lone lower-case word is only when it has their shape ("three", "half"):
+# "How many regional branches ...?" -> "regional" is not one. Who/where/when answers can be lone
+# common words ("monks", "abroad", "summer").
+_COUNTED = frozenset({"percent", "money", "number"})
 
 
 def _is_phrase(text: str, expected: str | None) -> bool:
-    """Not a lone function word ("the", "which"), nor a lone lower-case word where the question
-    asks for a name or a figure."""
+    """Not a lone function word ("the", "which"), nor a lone lower-case word without the shape of
+    the figure the question asks for."""
     words = text.split()
     if len(words) != 1:
         return True
     word = words[0].strip(".,;:!?\"'()[]“”‘’")
     if not word or word.lower() in STOPWORDS:
         return False
-    if expected == "date" and _RELATIVE_DAY.match(word):
-        return True  # "today": the article's day (``_dated`` adds its date line)
-    return not (expected in _NAMED_OR_COUNTED and word.islower() and not any(ch.isdigit() for ch in word))
+    return not (expected in _COUNTED and word.islower() and not _has_shape(word, expected))
 
 
 def _sentence_around(sentences: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:
