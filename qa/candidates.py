@@ -349,6 +349,8 @@ _QUALIFIER = re.compile(
     r"some|roughly)\s+$", re.I)
 _RANGE_START = re.compile(rf"\bfrom\s+(?:\S+\s+)?[$€£¥₸]?{_MAGNITUDE}(?:\s+(?:thousand|million|billion|trillion))?\s+to\s+$", re.I)
 _FROM_BEFORE = re.compile(r"\bfrom\s+$")
+# A hyphenated given name right before a capitalised span: "Kassym-Jomart" + "Tokayev".
+_GIVEN_NAME_BEFORE = re.compile(r"(?<![\w-])[A-Z][a-z]+-[A-Z][a-z]+ $")
 _NEXT_WORD = re.compile(r"\s+([A-Za-z][\w'’-]*)")
 
 
@@ -356,8 +358,11 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
     """Widen a reader span to what a reader of the article would quote, within ``text[:limit]``:
     a figure with its qualifier, range and unit ("more than 750 thousand jobs", "from 11 billion
     to 170.5 billion US dollars"), a "which <noun>" answer with that noun ("East Kazakhstan
-    region")."""
+    region"), a surname with the hyphenated given name before it ("Kassym-Jomart Tokayev")."""
     span = text[start:end]
+    given = _GIVEN_NAME_BEFORE.search(text, max(0, start - 40), start)
+    if given and span[:1].isupper():
+        start = given.start()
     if re.match(r"\d", span):
         if start > 0 and text[start - 1] in "$€£¥₸":
             start -= 1

@@ -160,6 +160,8 @@ def test_an_answer_stays_in_its_sentence_and_is_a_phrase():
     b = text.index("a third") + len("a third")
     a2, b2 = _within_sentence(text, sentences, a, b)
     assert text[a2:b2] == "from 11 billion to 170.5 billion US dollars"
+    assert _complete("Who received Baibek?", "Head of State Kassym-Jomart Tokayev has received Baibek.", "Tokayev") == \
+        "Kassym-Jomart Tokayev"
     assert not _is_phrase("the", None) and not _is_phrase("of", "person")
     assert not _is_phrase("regional", "number") and _is_phrase("16", "number") and _is_phrase("three", "number")
     assert _is_phrase("healthcare", None) and _is_phrase("Karaganda", "place") and _is_phrase("16 regional", "number")
