@@ -85,6 +85,7 @@ class Answerer:
         candidates = self.candidates(resolved.reader_question, sources, idf=self.retriever.idf)
         for c in candidates:
             c.score = self.scorer.probability(c.features)
+        log.debug("%r: %d passages, %d candidates", resolved.reader_question, len(passages), len(candidates))
         return cite(question, resolved.reader_question, candidates, passages, self.scorer.threshold,
                     self.settings.max_alternatives)
 
