@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .lexical import STOPWORDS, tokenize
@@ -70,7 +70,6 @@ class Candidate:
     features: dict[str, float]
     reader_text: str = ""  # the reader's span before ``complete_span`` added a unit or a qualifier
     score: float = 0.0
-    passage_document_text: str | None = field(default=None, repr=False)  # the text its offsets index
 
 
 def reading_windows(asked: "AskedFor", sources: list[Source], settings: AnswerSettings = AnswerSettings()) -> list[Window]:
@@ -183,7 +182,7 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
             answer_terms = set(terms_of(text))
             context_terms = {t for s, e, t in sentence_words if e <= a or s >= b} - answer_terms
             shape_fits = expected is not None and _has_shape(text, expected)
-            candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, passage_document_text=doc, features={
+            candidates.append(Candidate(text, a, b, window.passage, key, reader_text=span.text, features={
                 "span_logit": logit(span.score),
                 # The window-normalised score above says how sure the reader is within the window;
                 # the raw logit compares spans of different windows (scaled to about -1..1).
@@ -207,7 +206,7 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
                 "other_slot": 1.0 if any(s.holds(span.start, span.end) for s in other_slots) else 0.0,
             }))
     if expected == "date":
-        candidates += _dated(candidates, windows_of)
+        candidates += _dated(candidates, windows, windows_of)
     # The same answer found in several windows is better supported.
     for c in candidates:
         c.features["support"] = float(len(windows_of[c.key]) - 1)
@@ -229,7 +228,7 @@ def date_line(text: str) -> tuple[int, int] | None:
     return (m.start(1), m.end(1)) if m else None
 
 
-def _dated(candidates: list[Candidate], windows_of: dict[str, set[int]]) -> list[Candidate]:
+def _dated(candidates: list[Candidate], windows: list[Window], windows_of: dict[str, set[int]]) -> list[Candidate]:
     """For "When ...?", an answer that says "today" also stands as the article's date line (a span
     of the article too, cited with that line), scored with the same reading but with the shape
     of a date: "When did Tokayev receive Baibek?" -> "26 July 2019" rather than "today"."""
@@ -237,8 +236,8 @@ def _dated(candidates: list[Candidate], windows_of: dict[str, set[int]]) -> list
     for c in candidates:
         if not _RELATIVE_DAY.match(c.text):
             continue
-        text = c.passage_document_text
-        found = date_line(text) if text is not None else None
+        text = windows[min(windows_of[c.key])].document_text  # the text the candidate's offsets index
+        found = date_line(text)
         if not found:
             continue
         a, b = found
@@ -250,7 +249,7 @@ def _dated(candidates: list[Candidate], windows_of: dict[str, set[int]]) -> list
         key = normalize_answer(text[a:b])
         windows_of.setdefault(key, set()).update(windows_of[c.key])
         out.append(Candidate(text[a:b], a, b, passage, key, {**c.features, "type_match": 1.0, "type_mismatch": 0.0},
-                             reader_text=c.reader_text, passage_document_text=text))
+                             reader_text=c.reader_text))
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from .types import Span
@@ -72,7 +72,7 @@ class Repaired:
         return replace(result, spans=[self.span_to_original(s) for s in result.spans],
                        proposed=[self.span_to_original(s) if s is not None else None for s in result.proposed])
 
-    @property
+    @cached_property
     def _repaired_positions(self) -> tuple[int, ...]:
         # Where the inserted spaces stand in the repaired text.
         return tuple(pos + i for i, pos in enumerate(self.inserted))

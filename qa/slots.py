@@ -59,10 +59,6 @@ class Slot:
     def holds(self, start: int, end: int) -> bool:
         return self.start <= start and end <= self.end
 
-    def shifted(self, offset: int) -> "Slot":
-        """The same slot in a text that starts ``offset`` characters earlier."""
-        return self.mapped(lambda i: i + offset)
-
     def mapped(self, to: Callable[[int], int]) -> "Slot":
         """The same slot in another copy of its text, ``to`` mapping offsets (a start, and an end
         as the count of characters before it, as ``Repaired.to_original`` does)."""

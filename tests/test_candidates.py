@@ -169,16 +169,16 @@ def test_an_answer_stays_in_its_sentence_and_is_a_phrase():
 
 
 def test_today_also_stands_as_the_articles_date_line():
-    from qa.candidates import Candidate, _dated, date_line
+    from qa.candidates import Candidate, Window, _dated, date_line
 
     text = ("Tokayev: Nur Otan Party should become open and accessible to citizens\n\n26 July 2019, 17:00\n\n"
             "NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today Bauyrzhan Baibek.")
     a = text.index("today")
     passage = Passage(text=text[a - 40:], doc_id="akorda", title=None, date="2019-07-26", start=a - 40, end=len(text),
                       score=1.0, chunk_id="akorda#1")
-    today = Candidate("today", a, a + 5, passage, "today", {"type_match": 0.0, "type_mismatch": 1.0},
-                      passage_document_text=text)
-    (dated,) = _dated([today], {"today": {0}})
+    window = Window(passage, a - 40, len(text), text[a - 40:], sentence_spans(text[a - 40:], a - 40), text, 1.0)
+    today = Candidate("today", a, a + 5, passage, "today", {"type_match": 0.0, "type_mismatch": 1.0})
+    (dated,) = _dated([today], [window], {"today": {0}})
     assert dated.text == "26 July 2019" == text[dated.doc_start:dated.doc_end]
     # Cited with its own line, so the citation quotes the article where the answer stands.
     assert dated.passage.text == "26 July 2019, 17:00"
