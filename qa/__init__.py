@@ -27,9 +27,12 @@ from .store import DocumentInfo, sync as _sync
 from .types import Answer, Chunk, Citation, Document, Passage, Span, UpdateSummary
 
 __all__ = [
-    "Answer", "AnswerSettings", "Chunk", "Citation", "Document", "DocumentError", "DocumentInfo", "Filters", "Index",
-    "IndexBusyError", "IndexDamagedError", "MAX_QUESTION_CHARS", "SUPPORTED_SUFFIXES", "IndexMismatchError", "IndexNotFoundError", "IndexStateError", "ModelError", "Passage",
-    "QAError", "QuestionError", "Span", "UpdateSummary", "ask", "extract", "load_models", "retrieve", "update_index",
+    "MAX_QUESTION_CHARS", "SUPPORTED_SUFFIXES",
+    "Answer", "AnswerSettings", "Chunk", "Citation", "Document", "DocumentInfo", "Filters", "Index", "Passage", "Span",
+    "UpdateSummary",
+    "DocumentError", "IndexBusyError", "IndexDamagedError", "IndexMismatchError", "IndexNotFoundError",
+    "IndexStateError", "ModelError", "QAError", "QuestionError",
+    "ask", "extract", "load_models", "retrieve", "update_index",
 ]
 __version__ = "0.1.0"
 
