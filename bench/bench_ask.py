@@ -4,8 +4,9 @@
 
 Measures, in one run and interleaved question by question (so that a noisy neighbour slows
 all alike), one ``Answerer`` per configuration over the same retriever:
-- ``shipped``: the shipped settings (the int8 reader reading ``max_windows`` windows, with slots);
-- ``baseline``: the same reader weights in fp32 reading 4 windows, as before the int8 change;
+- ``shipped``: the shipped settings (the reader in onnxruntime reading ``max_windows`` windows, with slots);
+- ``torch``: the same reader in eager torch fp32, as before onnxruntime (the baseline of the ratio);
+- ``int8``: the reader's int8 onnxruntime copy;
 - ``no_slots``: as shipped, but without answer slots (no dependency parse; ``qa/slots.py``);
 - ``retrieve``: retrieval alone.
 
@@ -42,7 +43,8 @@ def main() -> None:
     slot_parser = models.parser()
     answerers = {  # built from settings exactly as ``Index.ask`` builds its own
         "shipped": Answerer.from_settings(index.retriever, settings),
-        "baseline": Answerer.from_settings(index.retriever, replace(settings, max_windows=4, quantize=False)),
+        "torch": Answerer.from_settings(index.retriever, replace(settings, reader_runtime="torch", quantize=False)),
+        "int8": Answerer.from_settings(index.retriever, replace(settings, quantize=True)),
         "no_slots": Answerer.from_settings(index.retriever, replace(settings, use_parser=False)),
     }
 
@@ -62,12 +64,14 @@ def main() -> None:
             index.retrieve(r["question"])
             times["retrieve"].append(time.perf_counter() - t0)
     shutil.rmtree(work)
-    shipped, baseline, no_slots = (percentiles(times[name]) for name in answerers)
+    shipped, torch_fp32, int8, no_slots = (percentiles(times[name]) for name in answerers)
     save("ask_latency", {
         "questions": len(rows), "repeats": args.repeats, "windows": settings.max_windows,
-        "ask": shipped, "baseline_fp32_4_windows": baseline, "without_slots": no_slots,
+        "runtime": settings.reader_runtime, "reader_quantize": settings.quantize,
+        "ask": shipped, "baseline_torch_fp32": torch_fp32, "onnx_int8": int8, "without_slots": no_slots,
         "retrieve_alone": percentiles(times["retrieve"]),
-        "p50_ratio_shipped_to_baseline": round(shipped["p50_ms"] / baseline["p50_ms"], 3),
+        "p50_ratio_shipped_to_torch": round(shipped["p50_ms"] / torch_fp32["p50_ms"], 3),
+        "p50_ratio_int8_to_torch": round(int8["p50_ms"] / torch_fp32["p50_ms"], 3),
         "p50_ratio_shipped_to_without_slots": round(shipped["p50_ms"] / no_slots["p50_ms"], 3),
     })
 

@@ -59,7 +59,7 @@ class Answerer:
     @classmethod
     def from_settings(cls, retriever: "Retriever | None", settings: AnswerSettings = AnswerSettings()) -> "Answerer":
         """The shipped reader, parser and scorer that ``settings`` names, loaded once per process."""
-        reader = models.reader(settings.reader_dir, settings.quantize)
+        reader = models.reader(settings.reader_dir, settings.quantize, settings.reader_runtime)
         return cls(retriever, reader, models.parser() if settings.use_parser else None,
                    models.answer_scorer(settings.scorer_file), settings,
                    GlueRepairer.for_tokenizer(reader.tokenizer) if settings.repair_glue else None)

@@ -48,12 +48,13 @@ def embedder(name: str | None = None):
     return shared("embedder", name, lambda: Embedder(name))
 
 
-def reader(path: str | Path | None = None, quantize: bool | None = None):
-    """The span reader in ``path`` (default: the shipped ``qa/reader_model``)."""
+def reader(path: str | Path | None = None, quantize: bool | None = None, runtime: str = "onnx"):
+    """The span reader in ``path`` (default: the shipped ``qa/reader_model``), run by ``runtime``."""
     from .reader import DEFAULT_MODEL_DIR, Reader
 
     path = Path(path) if path else DEFAULT_MODEL_DIR
-    return shared("reader", (str(path.resolve()), quantize), lambda: Reader.load(path, quantize=quantize))
+    return shared("reader", (str(path.resolve()), quantize, runtime),
+                  lambda: Reader.load(path, quantize=quantize, runtime=runtime))
 
 
 def answer_scorer(path: str | Path | None = None):

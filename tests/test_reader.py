@@ -119,3 +119,67 @@ def test_non_english(reader):
     for s in spans:
         assert context[s.start:s.end] == s.text
         assert 0.0 <= s.score <= 1.0
+
+
+# ---- runtimes: onnxruntime (shipped default) and eager torch read the same model
+
+def test_onnx_and_torch_runtimes_give_the_same_logits(reader, tmp_path, monkeypatch):
+    import numpy as np
+
+    from qa.reader import OnnxSpanModel, TorchSpanModel, encode, pad_batch
+
+    assert isinstance(reader.model, OnnxSpanModel)
+    monkeypatch.setenv("QA_CACHE", str(tmp_path))  # a cold cache: the export itself runs
+    torch_reader = Reader.load(runtime="torch")
+    assert isinstance(torch_reader.model, TorchSpanModel)
+    questions = ["How many jobs will the Enbek Program create?", "Who founded Acme?"]
+    contexts = [ENBEK, "Acme Corp was founded in 1901 by John Smith in Ohio. " * 30]  # the second: several windows
+    enc, windows = encode(reader.tokenizer, questions, contexts)
+    assert len(windows) > 2
+    batch = pad_batch(enc, list(range(len(windows))))
+    for a, b in zip(reader.model(*batch), torch_reader.model(*batch)):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    assert [s.text for s in torch_reader.extract(questions[0], ENBEK)] == [s.text for s in reader.extract(questions[0], ENBEK)]
+
+
+def test_onnx_export_is_cached_and_written_whole(tmp_path, monkeypatch):
+    from qa import onnx_models
+
+    monkeypatch.setenv("QA_CACHE", str(tmp_path))
+    first = Reader.load()
+    exported = sorted((tmp_path / "onnx").iterdir())
+    assert [p.suffix for p in exported] == [".onnx"]  # no temporary file left behind
+    stamp = exported[0].stat().st_mtime_ns
+    second = Reader.load()  # the cached export is reused, not rewritten
+    assert second.model.path == first.model.path == exported[0]
+    assert exported[0].stat().st_mtime_ns == stamp
+    # The key names the weights: other weights, another file.
+    assert onnx_models.export_key("reader", "a" * 64) != onnx_models.export_key("reader", "b" * 64)
+    assert onnx_models.export_key("reader", "a" * 64) != onnx_models.export_key("reader", "a" * 64, int8=True)
+
+
+def test_int8_onnx_reader_keeps_the_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("QA_CACHE", str(tmp_path))
+    int8 = Reader.load(quantize=True)
+    assert "int8" in int8.model.path.name
+    spans = int8.extract("How many jobs will the Enbek Program create?", ENBEK)
+    assert "750 thousand" in spans[0].text
+
+
+def test_unknown_runtime_is_refused():
+    from qa.settings import AnswerSettings
+
+    with pytest.raises(ValueError, match="runtime"):
+        Reader.load(runtime="tensorflow")
+    with pytest.raises(ValueError, match="reader_runtime"):
+        AnswerSettings(reader_runtime="tensorflow")
+
+
+def test_unwritable_cache_falls_back_to_a_temp_folder(tmp_path, monkeypatch):
+    from qa import onnx_models
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("QA_CACHE", str(blocker))
+    folder = onnx_models.cache_dir()
+    assert folder.is_dir() and not str(folder).startswith(str(blocker))
