@@ -58,15 +58,17 @@ def default_documents_dir() -> str:
 
 
 def update_index(documents_dir: str | Path | None = None, index_dir: str | Path | None = None, rebuild: bool = False,
-                 progress=None, model: str | None = None, index_type: str = "auto") -> UpdateSummary:
+                 progress=None, model: str | None = None, index_type: str = "auto",
+                 embedding_backend: str | None = None) -> UpdateSummary:
     """Bring ``index_dir`` up to date with ``documents_dir``: new and changed documents are embedded,
     removed ones dropped, unchanged ones cost nothing. The write is atomic.
 
-    ``progress``: optional ``callable(done, total, message)``.
+    ``progress``: optional ``callable(done, total, message)``. ``embedding_backend``: ``torch``,
+    ``onnx`` or ``onnx-int8`` for a new or rebuilt index (an existing one keeps its own).
     """
     global _default
     summary = _sync(documents_dir or default_documents_dir(), index_dir or default_index_dir(), rebuild=rebuild,
-                    progress=progress, model=model, index_type=index_type)
+                    progress=progress, model=model, index_type=index_type, embedding_backend=embedding_backend)
     with _default_lock:
         if _default is not None and Path(index_dir or default_index_dir()).resolve() == _default.directory.resolve():
             _default = None  # the next module-level call loads the new generation

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     p_index.add_argument("--model", default=None, help="sentence-transformers model name or path (new or rebuilt index)")
     p_index.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf"], help="FAISS index type")
+    p_index.add_argument("--embedding-backend", default=None, choices=["torch", "onnx", "onnx-int8"],
+                         help="how chunks and questions are embedded (new or rebuilt index; default torch "
+                              "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")
 
     p_ask = sub.add_parser("ask", help="answer a question with citations")
     p_ask.add_argument("question")
@@ -71,7 +74,7 @@ def _index(args) -> int:
 
     # No callback: the embedding step draws its own progress bar on the terminal for long runs.
     summary = qa.update_index(args.documents, args.index, rebuild=args.rebuild,
-                              model=args.model, index_type=args.index_type)
+                              model=args.model, index_type=args.index_type, embedding_backend=args.embedding_backend)
     for path, reason in summary.skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print(

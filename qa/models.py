@@ -40,12 +40,14 @@ def shared(kind: str, key: Any, load: Callable[[], T]) -> T:
         return value
 
 
-def embedder(name: str | None = None):
-    """The sentence-transformers embedder ``name`` (default: all-MiniLM-L6-v2 from PyPI)."""
-    from .embedding import Embedder, default_model_name
+def embedder(name: str | None = None, backend: str | None = None):
+    """The sentence-transformers embedder ``name`` (default: all-MiniLM-L6-v2 from PyPI), run by
+    ``backend`` (default: ``QA_EMBEDDING_BACKEND`` or torch; ``qa/embedding.py``)."""
+    from .embedding import Embedder, check_backend, default_backend, default_model_name
 
     name = name or default_model_name()
-    return shared("embedder", name, lambda: Embedder(name))
+    backend = check_backend(backend or default_backend())
+    return shared("embedder", (name, backend), lambda: Embedder(name, backend=backend))
 
 
 def reader(path: str | Path | None = None, quantize: bool | None = None, runtime: str = "onnx"):

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ModelError
+from .onnx_models import FFN_OUTPUT_MATMULS
 from .text import sigmoid
 from .types import Span
 
@@ -37,7 +38,7 @@ FORWARD_BATCH = 32  # windows per forward pass
 # With int8 under onnxruntime, these MatMuls stay fp32: the feed-forward output projections (the
 # layers with the widest activation ranges) and the start/end head. Aside split: all MatMuls in
 # int8 lost 0.92 F1, these kept fp32 0.59.
-INT8_KEEP_FP32 = (r"layer\.\d+/output/dense/MatMul$", r"^/qa/MatMul$")
+INT8_KEEP_FP32 = (FFN_OUTPUT_MATMULS, r"^/qa/MatMul$")
 
 
 def base_model_path() -> str:

@@ -37,7 +37,7 @@ import numpy as np
 from .chunking import Chunker, ChunkerSettings, sentence_spans
 from .documents import load_documents
 from . import models
-from .embedding import Embedder
+from .embedding import Embedder, check_backend, default_backend
 from .lexical import LexicalIndex, tokenize
 from .types import Chunk, Document, UpdateSummary
 from .errors import (REBUILD_HINT, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
@@ -103,6 +103,12 @@ class Store:
     @property
     def model(self) -> str:
         return self.manifest["model"]
+
+    @property
+    def embedding_backend(self) -> str:
+        """How the vectors were computed (``qa/embedding.py``); queries use the same. Indexes
+        written before backends existed were all built with torch."""
+        return self.manifest.get("embedding_backend", "torch")
 
     def document_infos(self) -> list[DocumentInfo]:
         per_doc = self.manifest["documents"]
@@ -201,12 +207,15 @@ def sync(
     progress: Progress | None = None,
     embedder: Embedder | None = None,
     lock_timeout: float = LOCK_TIMEOUT_S,
+    embedding_backend: str | None = None,
 ) -> UpdateSummary:
     """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``.
 
     ``rebuild`` re-embeds everything and never reads the old manifest or generations, so it
     repairs an index folder in any state. A second writer waits up to ``lock_timeout`` seconds
-    for the first one (saying so), then raises ``IndexBusyError``.
+    for the first one (saying so), then raises ``IndexBusyError``. ``embedding_backend`` (default:
+    ``QA_EMBEDDING_BACKEND`` or torch) applies to a new or rebuilt index; an existing one keeps
+    the backend it was built with, and asking for another is an ``IndexMismatchError``.
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
@@ -226,6 +235,12 @@ def sync(
         # Files whose bytes the index already holds are not parsed and cleaned again.
         report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
+        if old and embedding_backend and embedding_backend != old.embedding_backend:
+            raise IndexMismatchError(
+                f"index at {index_dir} was built with the {old.embedding_backend} embedding backend, not "
+                f"{embedding_backend}: rebuild it with `python -m qa index --rebuild --embedding-backend {embedding_backend}`")
+        backend = check_backend(old.embedding_backend if old else
+                                (embedding_backend or (embedder.backend if embedder else default_backend())))
         settings = chunker_settings or (_stored_settings(old) if old else ChunkerSettings())
         if old and asdict(settings) != old.manifest["chunker"]:
             raise IndexMismatchError(
@@ -255,11 +270,13 @@ def sync(
                 unchanged += 1
         removed = sum(1 for doc_id in old_docs if doc_id not in new_docs)
 
-        embedder = embedder or (models.embedder(model_name) if (to_embed or old is None) else None)
+        embedder = embedder or (models.embedder(model_name, backend) if (to_embed or old is None) else None)
         if model_name is None:
             model_name = embedder.name
         if old is None and embedder.name != model_name:
             raise IndexMismatchError(f"embedder {embedder.name!r} does not match requested model {model_name!r}")
+        if embedder is not None and embedder.backend != backend:
+            raise IndexMismatchError(f"embedder backend {embedder.backend!r} does not match the index's {backend!r}")
 
         # Chunk and embed what is new or changed, in one batch.
         new_rows: list[ChunkRow] = []
@@ -317,6 +334,7 @@ def sync(
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "model": model_name,
+                "embedding_backend": backend,
                 "dimension": dimension,
                 "chunker": asdict(settings),
                 "index_type": kind,

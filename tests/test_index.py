@@ -24,7 +24,7 @@ class CountingEmbedder:
 
     def __init__(self):
         self.inner = models.embedder()
-        self.name, self.dimension = self.inner.name, self.inner.dimension
+        self.name, self.dimension, self.backend = self.inner.name, self.inner.dimension, self.inner.backend
         self.count_tokens = self.inner.count_tokens
         self.encoded: list[str] = []
 
@@ -254,3 +254,42 @@ def test_ivf_index_type_supports_updates(tmp_path):
     assert index.store.manifest["index_type"] == "ivf" and summary.removed == 1
     assert "extra_00" not in _doc_ids(index.retrieve("Report 0 budget line", k=40))
     assert index.retrieve("How many jobs will the Enbek Program create?", k=3)[0].doc_id == "004_c8ebc32f0d2447af"
+
+
+# ---- embedding backends: torch (default), onnx, onnx-int8; an index is queried with its own
+
+def test_onnx_embedder_gives_the_torch_vectors():
+    import numpy as np
+
+    texts = [(SEED_DOCUMENTS / name).read_text()[:900] for name in sorted(os.listdir(SEED_DOCUMENTS))]
+    torch_vectors = models.embedder(backend="torch").encode(texts)
+    onnx = models.embedder(backend="onnx")
+    np.testing.assert_allclose(onnx.encode(texts), torch_vectors, atol=1e-4)
+    np.testing.assert_allclose(onnx.encode_query(texts[0]), torch_vectors[0], atol=1e-4)
+    int8 = models.embedder(backend="onnx-int8").encode(texts)
+    assert np.all((int8 * torch_vectors).sum(axis=1) > 0.95)  # close, not equal
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+
+
+def test_index_records_its_embedding_backend_and_keeps_it(tmp_path):
+    from qa.errors import IndexMismatchError
+
+    docs, index_dir = _docs_copy(tmp_path), tmp_path / "index"
+    sync(docs, index_dir, embedding_backend="onnx-int8")
+    assert json.loads((index_dir / "manifest.json").read_text())["embedding_backend"] == "onnx-int8"
+    index = qa.Index.load(index_dir)
+    assert index.retriever.embedder is models.embedder(index.store.model, "onnx-int8")
+    assert index.retrieve("Enbek Program jobs")[0].doc_id.startswith("004")
+    # An update keeps the backend; asking for another one is refused, and --rebuild switches.
+    (docs / "005_new.txt").write_text("The Enbek Program office opened in Taraz on Monday.")
+    assert sync(docs, index_dir).added == 1
+    assert qa.Index.load(index_dir).store.embedding_backend == "onnx-int8"
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        sync(docs, index_dir, embedding_backend="torch")
+    sync(docs, index_dir, rebuild=True, embedding_backend="torch")
+    assert qa.Index.load(index_dir).store.embedding_backend == "torch"
+
+
+def test_unknown_embedding_backend_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="embedding backend"):
+        sync(_docs_copy(tmp_path), tmp_path / "index", embedding_backend="tensorrt")
