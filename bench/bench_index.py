@@ -1,6 +1,6 @@
 """Index benchmarks: build throughput vs bare encode, one-article update vs full rebuild, retrieve latency.
 
-    python bench/bench_index.py build   [--articles 300] [--repeats 3]
+    python bench/bench_index.py build   [--articles 300] [--repeats 3] [--backends torch,onnx,onnx-int8]
     python bench/bench_index.py update                       # 2,225 BBC articles
     python bench/bench_index.py latency                      # seed collection and 2,225 BBC articles
 """
@@ -23,7 +23,9 @@ QUERIES = [
 ]
 
 
-def bench_build(articles: int, repeats: int) -> dict:
+def bench_build(articles: int, repeats: int, backends: list[str]) -> dict:
+    """Index build time per embedding backend, interleaved repeat by repeat (a noisy neighbour
+    slows all alike); the ratio is against torch, the backend before this benchmark existed."""
     from qa.chunking import Chunker, ChunkerSettings
     from qa.documents import load_documents
     from qa import models
@@ -32,29 +34,35 @@ def bench_build(articles: int, repeats: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="qa-bench-build-"))
     docs = work / "documents"
     write_bbc_articles(docs, limit=articles)
-    embedder = models.embedder()
-    chunker = Chunker(embedder.count_tokens, ChunkerSettings())
+    embedders = {b: models.embedder(backend=b) for b in backends}
+    chunker = Chunker(embedders[backends[0]].count_tokens, ChunkerSettings())
     chunks = [c.text for d in load_documents(docs).documents for c in chunker.split(d)]
-    embedder.model.encode(chunks[:64], batch_size=32)  # warm-up
+    for embedder in embedders.values():
+        embedder.encode(chunks[:64])  # warm-up
 
-    bare, pipeline = [], []
-    for r in range(repeats):  # alternate so drift on a shared machine hits both alike
-        t, _ = timed(embedder.model.encode, chunks, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                     show_progress_bar=False)
-        bare.append(t)
-        index_dir = work / f"index-{r}"
-        t, summary = timed(sync, docs, index_dir, embedder=embedder)
-        assert summary.total_chunks == len(chunks), (summary.total_chunks, len(chunks))
-        pipeline.append(t)
-        shutil.rmtree(index_dir)
+    bare: dict[str, list[float]] = {b: [] for b in backends}
+    pipeline: dict[str, list[float]] = {b: [] for b in backends}
+    for r in range(repeats):
+        for backend, embedder in embedders.items():
+            t, _ = timed(embedder.encode, chunks)
+            bare[backend].append(t)
+            index_dir = work / f"index-{backend}-{r}"
+            t, summary = timed(sync, docs, index_dir, embedder=embedder)
+            assert summary.total_chunks == len(chunks), (summary.total_chunks, len(chunks))
+            pipeline[backend].append(t)
+            shutil.rmtree(index_dir)
     shutil.rmtree(work)
-    bare_med, pipe_med = statistics.median(bare), statistics.median(pipeline)
-    return {
-        "articles": articles, "chunks": len(chunks), "repeats": repeats,
-        "bare_encode_s": [round(x, 2) for x in bare], "pipeline_s": [round(x, 2) for x in pipeline],
-        "bare_chunks_per_s": round(len(chunks) / bare_med, 2), "pipeline_chunks_per_s": round(len(chunks) / pipe_med, 2),
-        "pipeline_overhead": round(pipe_med / bare_med - 1, 4),
-    }
+    result = {"articles": articles, "chunks": len(chunks), "repeats": repeats, "backends": {}}
+    base = statistics.median(pipeline[backends[0]])
+    for backend in backends:
+        bare_med, pipe_med = statistics.median(bare[backend]), statistics.median(pipeline[backend])
+        result["backends"][backend] = {
+            "bare_encode_s": [round(x, 2) for x in bare[backend]], "pipeline_s": [round(x, 2) for x in pipeline[backend]],
+            "bare_chunks_per_s": round(len(chunks) / bare_med, 2), "pipeline_chunks_per_s": round(len(chunks) / pipe_med, 2),
+            "pipeline_overhead": round(pipe_med / bare_med - 1, 4),
+            f"build_speedup_vs_{backends[0]}": round(base / pipe_med, 3),
+        }
+    return result
 
 
 def bench_update(repeats: int) -> dict:
@@ -125,9 +133,10 @@ def main() -> None:
     parser.add_argument("what", choices=["build", "update", "latency"])
     parser.add_argument("--articles", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8", help="build: embedding backends, the first is the baseline")
     args = parser.parse_args()
     if args.what == "build":
-        save("index_build", bench_build(args.articles, args.repeats))
+        save("index_build", bench_build(args.articles, args.repeats, args.backends.split(",")))
     elif args.what == "update":
         save("index_update", bench_update(args.repeats))
     else:

@@ -1,6 +1,7 @@
 """Retrieval quality on BEIR SciFact (5,183 abstracts, 300 test claims) through the project's own index.
 
     python bench/bench_scifact.py            # nDCG@10 and Recall@100 for dense, BM25 and fused
+    python bench/bench_scifact.py --backends torch,onnx-int8   # the same per embedding backend
 
 Documents are indexed as title + abstract (the BEIR convention), chunked like any article; a
 document's rank is the rank of its best chunk.
@@ -21,9 +22,9 @@ PUBLISHED = {"bm25_lucene_flat": 0.6789, "all-MiniLM-L6-v2": 0.6451, "txtai_hybr
 
 
 def main() -> None:
+    import argparse
+
     import qa
-    from qa.evaluation import ndcg_at_k, recall_at_k
-    from qa.store import sync
 
     root = require(EVALDATA / "beir-scifact")
     work = Path(tempfile.mkdtemp(prefix="qa-bench-scifact-"))
@@ -41,12 +42,27 @@ def main() -> None:
             if int(row["score"]) > 0:
                 qrels[row["query-id"]].add(row["corpus-id"])
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", default="torch", help="embedding backends, comma-separated; the first is the baseline")
+    backends = parser.parse_args().backends.split(",")
+    result = {"queries": len(qrels), "published_ndcg10": PUBLISHED, "backends": {}}
+    for backend in backends:
+        result["backends"][backend] = _evaluate(qa, work, docs, backend, queries, qrels)
+        base, this = result["backends"][backends[0]]["hybrid"], result["backends"][backend]["hybrid"]
+        this["ndcg@10_minus_baseline"] = round(this["ndcg@10"] - base["ndcg@10"], 4)
+    shutil.rmtree(work)
+    save("scifact", result)
+
+
+def _evaluate(qa, work: Path, docs: Path, backend: str, queries: dict, qrels: dict) -> dict:
+    from qa.evaluation import ndcg_at_k, recall_at_k
+    from qa.store import sync
+
     t0 = time.perf_counter()
-    summary = sync(docs, work / "index")
+    summary = sync(docs, work / f"index-{backend}", embedding_backend=backend)
     build_s = time.perf_counter() - t0
-    index = qa.Index.load(work / "index")
-    result = {"documents": summary.total_documents, "chunks": summary.total_chunks, "build_s": round(build_s, 1),
-              "queries": len(qrels), "published_ndcg10": PUBLISHED}
+    index = qa.Index.load(work / f"index-{backend}")
+    result = {"documents": summary.total_documents, "chunks": summary.total_chunks, "build_s": round(build_s, 1)}
     for mode in ("dense", "lexical", "hybrid"):
         ndcg, recall = [], []
         t0 = time.perf_counter()
@@ -59,8 +75,7 @@ def main() -> None:
             recall.append(recall_at_k(ranked, relevant, 100))
         result[mode] = {"ndcg@10": round(sum(ndcg) / len(ndcg), 4), "recall@100": round(sum(recall) / len(recall), 4),
                         "seconds": round(time.perf_counter() - t0, 1)}
-    shutil.rmtree(work)
-    save("scifact", result)
+    return result
 
 
 if __name__ == "__main__":

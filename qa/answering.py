@@ -111,14 +111,36 @@ class Answerer:
 _NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")
 
 
+# Country adjectives that are not their country's name plus a suffix (stemmed, both ways); the
+# regular ones (Brazil/Brazilian, Nigeria/Nigerian, Japan/Japanese, Iraq/Iraqi) match by suffix.
+_IRREGULAR_ADJECTIVES = {"britain": "british", "china": "chines", "franc": "french", "netherland": "dutch",
+                         "switzerland": "swiss", "spain": "spanish", "greec": "greek", "denmark": "danish",
+                         "sweden": "swedish", "finland": "finnish", "norway": "norwegian", "poland": "polish",
+                         "turkey": "turkish", "ireland": "irish", "philippin": "filipino", "thailand": "thai",
+                         "wale": "welsh", "scotland": "scottish", "peru": "peruvian"}
+_ADJECTIVE_SUFFIXES = ("n", "an", "ian", "ean", "es", "i", "ish")  # stemmed: Japanese -> japanes
+_IRREGULAR_ADJECTIVES.update({v: k for k, v in list(_IRREGULAR_ADJECTIVES.items())})
+
+
+def _name_term_present(term: str, present: set[str]) -> bool:
+    """``term`` or a form of it (Brazilian for Brazil, British for Britain) is among ``present``."""
+    if term in present or _IRREGULAR_ADJECTIVES.get(term) in present:
+        return True
+    if len(term) < 4 or term.isdigit():
+        return False
+    return any(term + suffix in present for suffix in _ADJECTIVE_SUFFIXES) or any(
+        term.endswith(suffix) and term[: -len(suffix)] in present for suffix in _ADJECTIVE_SUFFIXES
+        if len(term) - len(suffix) >= 4)
+
+
 def missing_names(question: str, passage_texts: list[str]) -> list[str]:
     """Names and numbers of the question (capitalised words after the first, figures) that none
-    of the passages contains."""
+    of the passages contains, in any form ("Brazilian" is found by "Brazil")."""
     words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question) if m.start() > 0]
     present = set()
     for text in passage_texts:
         present.update(tokenize(text))
-    return [w for w in words if tokenize(w) and not set(tokenize(w)) <= present]
+    return [w for w in words if tokenize(w) and not all(_name_term_present(t, present) for t in tokenize(w))]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],

@@ -148,3 +148,16 @@ def test_a_huge_history_turn_is_cut_like_a_question():
     huge = "Ermukhamet Yertysbayev " * 200_000  # megabytes through /ask's history
     resolved = resolve_followup("Which region did he go to?", [("Who chairs the party?", huge)])
     assert resolved.is_followup and len(resolved.reader_question) < 2 * MAX_QUESTION_CHARS
+
+
+def test_name_check_finds_country_adjectives_but_not_lookalikes():
+    from qa.answering import missing_names
+
+    # A question's demonym or possessive is found in a passage that uses the country's other form.
+    assert missing_names("What did the Brazilian central bank say?", ["Brazil said on Monday."]) == []
+    assert missing_names("What is Britain's trade deficit?", ["The British trade deficit widened."]) == []
+    assert missing_names("What did Nigeria's oil minister say?", ["The Nigerian oil minister said."]) == []
+    assert missing_names("What does Japan export?", ["Japanese exports rose."]) == []
+    # Names that merely share letters are still missing: the check keeps refusing them.
+    assert missing_names("What did Texaco earn in 1986?", ["Texas earned more in 1987."]) == ["Texaco", "1986"]
+    assert missing_names("Who chairs the party of Kazakhstan?", ["The Kazakh party met."]) == ["Kazakhstan"]
