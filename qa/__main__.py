@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--embedding-backend", default=None, choices=["torch", "onnx", "onnx-int8"],
                          help="how chunks and questions are embedded (new or rebuilt index; default torch "
                               "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")
+    p_index.add_argument("--engine", default="local", choices=["local", "ray"],
+                         help="read, chunk and embed here (local) or on Ray Data (a local instance, or the "
+                              "cluster at $RAY_ADDRESS; needs the [ray] extra); both write the same index")
+    p_index.add_argument("--workers", type=int, default=None, help="ray: embedding actors (default: one per CPU)")
 
     p_ask = sub.add_parser("ask", help="answer a question with citations")
     p_ask.add_argument("question")
@@ -74,7 +78,8 @@ def _index(args) -> int:
 
     # No callback: the embedding step draws its own progress bar on the terminal for long runs.
     summary = qa.update_index(args.documents, args.index, rebuild=args.rebuild,
-                              model=args.model, index_type=args.index_type, embedding_backend=args.embedding_backend)
+                              model=args.model, index_type=args.index_type, embedding_backend=args.embedding_backend,
+                              engine=args.engine, workers=args.workers)
     for path, reason in summary.skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print(

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 from .errors import DocumentError
 from .text import MONTH_NAMES, iso_date
 from .types import Document
@@ -106,7 +107,8 @@ def scan_documents(documents_dir: str | Path) -> tuple[list[Path], list[tuple[st
     return sorted(files), sorted(skipped)
 
 
-def load_documents(documents_dir: str | Path, known: dict[str, Document] | None = None) -> LoadReport:
+def load_documents(documents_dir: str | Path, known: dict[str, Document] | None = None,
+                   load_files: Callable | None = None) -> LoadReport:
     """Load every supported file under ``documents_dir``; bad files are skipped and reported.
 
     ``known`` maps content hashes to documents already loaded (the index's): a file or JSONL
@@ -115,15 +117,17 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
     A document id found in two files (``004.txt`` and a ``.jsonl`` record with id ``004``) is
     ambiguous: every copy is skipped, each with a reason naming the other file, so that
     neither silently wins by sort order (the index keeps the version it had).
+
+    ``load_files(paths, known)`` reads the files (default: one after the other, here); it returns
+    ``(path, documents, problems, error)`` per file, in order (``qa/engines.py``).
     """
     report = LoadReport()
     files, report.skipped = scan_documents(documents_dir)
     found: dict[str, list[tuple[str, Document]]] = {}
-    for path in files:
-        try:
-            docs, problems = load_file(path, known)
-        except DocumentError as exc:
-            report.skipped.append((str(path), str(exc)))
+    results = load_files(files, known) if load_files else [load_file_or_report(p, known) for p in files]
+    for path, docs, problems, error in results:
+        if error is not None:
+            report.skipped.append((str(path), error))
             continue
         report.skipped.extend((str(path), problem) for problem in problems)
         for doc in docs:
@@ -137,6 +141,15 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
             others = ", ".join(src for src in sources if src != (doc.source_path or path))
             report.skipped.append((path, f"duplicate document id {doc_id!r} (also in {others}); rename one of them"))
     return report
+
+
+def load_file_or_report(path: Path, known: dict[str, Document] | None):
+    """``(path, documents, problems, error)``: ``load_file``, its ``DocumentError`` as ``error``."""
+    try:
+        docs, problems = load_file(path, known)
+        return str(path), docs, problems, None
+    except DocumentError as exc:
+        return str(path), [], [], str(exc)
 
 
 def load_file(path: str | Path, known: dict[str, Document] | None = None) -> tuple[list[Document], list[str]]:

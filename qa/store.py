@@ -34,10 +34,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .chunking import Chunker, ChunkerSettings, sentence_spans
+from .chunking import ChunkerSettings, sentence_spans
 from .documents import load_documents
 from . import models
 from .embedding import Embedder, check_backend, default_backend
+from .engines import LocalEngine, get_engine
 from .lexical import LexicalIndex, tokenize
 from .types import Chunk, Document, UpdateSummary
 from .errors import (REBUILD_HINT, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
@@ -208,6 +209,7 @@ def sync(
     embedder: Embedder | None = None,
     lock_timeout: float = LOCK_TIMEOUT_S,
     embedding_backend: str | None = None,
+    engine: "str | LocalEngine" = "local",
 ) -> UpdateSummary:
     """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``.
 
@@ -216,7 +218,10 @@ def sync(
     for the first one (saying so), then raises ``IndexBusyError``. ``embedding_backend`` (default:
     ``QA_EMBEDDING_BACKEND`` or torch) applies to a new or rebuilt index; an existing one keeps
     the backend it was built with, and asking for another is an ``IndexMismatchError``.
+    ``engine``: ``local`` or ``ray`` reads, chunks and embeds (``qa/engines.py``); both write
+    the same index.
     """
+    engine = get_engine(engine) if isinstance(engine, str) else engine
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
     notify = progress or (lambda done, total, message: None)
@@ -233,7 +238,8 @@ def sync(
             old = Store.load(index_dir, model=model)
         notify(0, 1, "reading documents")
         # Files whose bytes the index already holds are not parsed and cleaned again.
-        report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None)
+        report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None,
+                                load_files=engine.load_files)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         if old and embedding_backend and embedding_backend != old.embedding_backend:
             raise IndexMismatchError(
@@ -284,16 +290,15 @@ def sync(
         texts: list[str] = []
         next_id = int(old.manifest["next_vector_id"]) if old else 0
         if to_embed:
-            chunker = Chunker(embedder.count_tokens, settings)
-            for i, doc in enumerate(to_embed):
-                notify(i, len(to_embed), f"chunking {doc.doc_id}")
-                for chunk in chunker.split(doc):
+            parts = engine.chunk_and_embed(to_embed, settings, embedder,
+                                           lambda batch: _encode_with_progress(embedder, batch, notify), notify)
+            for chunks, _ in parts:
+                for chunk in chunks:
                     new_rows.append(_row(next_id, chunk))
                     new_tokens.append(tokenize(chunk.text))
                     texts.append(chunk.text)
                     next_id += 1
-            notify(0, len(texts), f"embedding {len(texts)} chunks")
-            vectors_new = _encode_with_progress(embedder, texts, notify)
+            vectors_new = np.vstack([v for _, v in parts]).astype(np.float32, copy=False)
         else:
             vectors_new = np.zeros((0, embedder.dimension if embedder else old.manifest["dimension"]), np.float32)
 
