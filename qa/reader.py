@@ -195,8 +195,8 @@ class OnnxSpanModel:
         self.path = Path(path)
 
     def __call__(self, ids: np.ndarray, am: np.ndarray, tt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s, e = self.session(ids, am, tt)
-        return s, e
+        start, end = self.session(ids, am, tt)
+        return start, end
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
