@@ -128,9 +128,11 @@ def test_onnx_and_torch_runtimes_give_the_same_logits(reader, tmp_path, monkeypa
 
     from qa.reader import OnnxSpanModel, TorchSpanModel, encode, pad_batch
 
-    assert isinstance(reader.model, OnnxSpanModel)
+    assert isinstance(reader.model, OnnxSpanModel)  # the shipped default
     monkeypatch.setenv("QA_CACHE", str(tmp_path))  # a cold cache: the export itself runs
-    torch_reader = Reader.load(runtime="torch")
+    # fp32 in both (int8 is quantised differently by torch and by onnxruntime).
+    reader = Reader.load(quantize=False)
+    torch_reader = Reader.load(quantize=False, runtime="torch")
     assert isinstance(torch_reader.model, TorchSpanModel)
     questions = ["How many jobs will the Enbek Program create?", "Who founded Acme?"]
     contexts = [ENBEK, "Acme Corp was founded in 1901 by John Smith in Ohio. " * 30]  # the second: several windows
@@ -146,21 +148,23 @@ def test_onnx_export_is_cached_and_written_whole(tmp_path, monkeypatch):
     from qa import onnx_models
 
     monkeypatch.setenv("QA_CACHE", str(tmp_path))
-    first = Reader.load()
+    first = Reader.load(quantize=False)
     exported = sorted((tmp_path / "onnx").iterdir())
     assert [p.suffix for p in exported] == [".onnx"]  # no temporary file left behind
     stamp = exported[0].stat().st_mtime_ns
-    second = Reader.load()  # the cached export is reused, not rewritten
+    second = Reader.load(quantize=False)  # the cached export is reused, not rewritten
     assert second.model.path == first.model.path == exported[0]
+    assert exported[0].stat().st_mtime_ns == stamp
+    int8 = Reader.load(quantize=True)  # its int8 copy is made from the cached fp32 export
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([exported[0].name, int8.model.path.name])
     assert exported[0].stat().st_mtime_ns == stamp
     # The key names the weights: other weights, another file.
     assert onnx_models.export_key("reader", "a" * 64) != onnx_models.export_key("reader", "b" * 64)
     assert onnx_models.export_key("reader", "a" * 64) != onnx_models.export_key("reader", "a" * 64, int8=True)
 
 
-def test_int8_onnx_reader_keeps_the_answer(tmp_path, monkeypatch):
-    monkeypatch.setenv("QA_CACHE", str(tmp_path))
-    int8 = Reader.load(quantize=True)
+def test_int8_onnx_reader_keeps_the_answer(reader):
+    int8 = reader  # the shipped reader is the int8 copy (reader_config.json: "quantize": true)
     assert "int8" in int8.model.path.name
     spans = int8.extract("How many jobs will the Enbek Program create?", ENBEK)
     assert "750 thousand" in spans[0].text
