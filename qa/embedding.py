@@ -8,9 +8,10 @@ Backends (``QA_EMBEDDING_BACKEND`` or the ``backend`` argument; an index records
 built with, and is always queried with it):
 - ``torch``: sentence-transformers in eager torch (the default, as before);
 - ``onnx``: the same model exported to ONNX once and run by onnxruntime (``qa/onnx_models.py``):
-  the same vectors to within 1e-5, faster;
-- ``onnx-int8``: that export with its MatMuls in dynamic int8: faster again, vectors that differ
-  slightly (see BENCHMARKS.md for speed and SciFact nDCG of each).
+  the same vectors to within 1e-5;
+- ``onnx-int8``: that export with its MatMuls in dynamic int8: vectors that differ slightly.
+BENCHMARKS.md gives the speed and SciFact nDCG of each: on long chunks neither is faster than
+torch on these CPUs yet.
 """
 from __future__ import annotations
 
