@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .embedding import BACKENDS
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa", description="Cited extractive answers from news articles.")
@@ -16,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     p_index.add_argument("--model", default=None, help="sentence-transformers model name or path (new or rebuilt index)")
     p_index.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf"], help="FAISS index type")
-    p_index.add_argument("--embedding-backend", default=None, choices=["torch", "onnx", "onnx-int8"],
+    p_index.add_argument("--embedding-backend", default=None, choices=BACKENDS,
                          help="how chunks and questions are embedded (new or rebuilt index; default torch "
                               "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")
     p_index.add_argument("--engine", default="local", choices=["local", "ray"],

@@ -124,7 +124,7 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
     report = LoadReport()
     files, report.skipped = scan_documents(documents_dir)
     found: dict[str, list[tuple[str, Document]]] = {}
-    results = load_files(files, known) if load_files else [load_file_or_report(p, known) for p in files]
+    results = (load_files or load_files_here)(files, known)
     for path, docs, problems, error in results:
         if error is not None:
             report.skipped.append((str(path), error))
@@ -141,6 +141,11 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
             others = ", ".join(src for src in sources if src != (doc.source_path or path))
             report.skipped.append((path, f"duplicate document id {doc_id!r} (also in {others}); rename one of them"))
     return report
+
+
+def load_files_here(files, known: dict[str, Document] | None) -> list:
+    """``load_file_or_report`` of each file, one after the other, in this process."""
+    return [load_file_or_report(p, known) for p in files]
 
 
 def load_file_or_report(path: Path, known: dict[str, Document] | None):

@@ -149,12 +149,9 @@ class _OnnxSentenceModel:
 
             return SentenceModule(st_model)
 
-        import torch
-
-        example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in range(3))
         axes = {n: {0: "texts", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
         axes["embedding"] = {0: "texts"}
-        onnx_path = exported(f"embedder-{Path(path).name}", digest, build, example,
+        onnx_path = exported(f"embedder-{Path(path).name}", digest, build,
                              ("input_ids", "attention_mask", "token_type_ids"), ("embedding",), axes,
                              int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,))
         self.session = OnnxModel(onnx_path)

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .chunking import Chunker, ChunkerSettings
-from .documents import load_file_or_report
+from .documents import load_file_or_report, load_files_here
 from .errors import QAError
 from .types import Chunk, Document
 
@@ -32,17 +32,13 @@ Progress = Callable[[int, int, str], None]
 FileResult = tuple[str, list[Document], list[str], str | None]
 
 
-def _load_one(path: str, known: dict[str, Document] | None) -> FileResult:
-    return load_file_or_report(Path(path), known)
-
-
 class LocalEngine:
     """Reads, chunks and embeds in this process."""
 
     name = "local"
 
     def load_files(self, files: Sequence[Path], known: dict[str, Document] | None) -> list[FileResult]:
-        return [_load_one(str(p), known) for p in files]
+        return load_files_here(files, known)
 
     def chunk_and_embed(self, docs: Sequence[Document], settings: ChunkerSettings, embedder,
                         encode: Callable[[list[str]], np.ndarray], notify: Progress) -> list[tuple[list[Chunk], np.ndarray]]:
@@ -87,7 +83,7 @@ class _ChunkAndEmbed:
 
 
 def _load_batch(batch: dict, known: dict[str, Document]) -> dict:
-    results = [pickle.dumps(_load_one(p, known)) for p in batch["path"]]
+    results = [pickle.dumps(load_file_or_report(Path(p), known)) for p in batch["path"]]
     return {"position": batch["position"], "result": np.array(results, dtype=object)}
 
 

@@ -73,12 +73,14 @@ def export_key(kind: str, digest: str, int8: bool = False, keep_fp32: Sequence[s
     return f"{kind}-{hashlib.sha256(raw.encode()).hexdigest()[:20]}{'-int8' if int8 else ''}.onnx"
 
 
-def _export(build: Callable, example: tuple, input_names: Sequence[str], output_names: Sequence[str],
+def _export(build: Callable, input_names: Sequence[str], output_names: Sequence[str],
             dynamic_axes: dict, path: Path) -> None:
     import torch
 
     module = build()
     module.eval()
+    # Every model here takes int64 (batch, tokens) inputs; the sizes are traced as dynamic axes.
+    example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in input_names)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -119,7 +121,7 @@ def _quantize(src: Path, path: Path, keep_fp32: Sequence[str]) -> None:
 _export_lock = threading.Lock()
 
 
-def exported(kind: str, digest: str, build: Callable, example: tuple, input_names: Sequence[str],
+def exported(kind: str, digest: str, build: Callable, input_names: Sequence[str],
              output_names: Sequence[str], dynamic_axes: dict, int8: bool = False,
              keep_fp32: Sequence[str] = ()) -> Path:
     """The cached ONNX file for ``kind``/``digest``, exported from ``build()`` (a torch module)
@@ -134,7 +136,7 @@ def exported(kind: str, digest: str, build: Callable, example: tuple, input_name
             fp32 = folder / export_key(kind, digest, False)
             if not fp32.exists():
                 log.info("exporting %s to %s", kind, fp32)
-                _export(build, example, input_names, output_names, dynamic_axes, fp32)
+                _export(build, input_names, output_names, dynamic_axes, fp32)
             if int8:
                 log.info("quantizing %s to %s", kind, path)
                 _quantize(fp32, path, keep_fp32)

@@ -462,12 +462,9 @@ class Reader:
             model = _load_module(base, wpath)
             model = TorchSpanModel(quantize_int8(model) if quantize else model)
         else:
-            import torch
-
-            example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in range(3))
             axes = {n: {0: "windows", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids", "start", "end")}
             digest = file_digest([wpath, *sorted(Path(base).glob("*.safetensors"))])
-            onnx_path = exported("reader", digest, lambda: _load_module(base, wpath), example,
+            onnx_path = exported("reader", digest, lambda: _load_module(base, wpath),
                                  ("input_ids", "attention_mask", "token_type_ids"), ("start", "end"), axes,
                                  int8=quantize, keep_fp32=INT8_KEEP_FP32)
             model = OnnxSpanModel(onnx_path)

@@ -46,8 +46,10 @@ class AnswerSettings:
     reader_runtime: str = "onnx"
 
     def __post_init__(self) -> None:
-        if self.reader_runtime not in ("onnx", "torch"):
-            raise ValueError(f"reader_runtime must be 'onnx' or 'torch', got {self.reader_runtime!r}")
+        from .onnx_models import RUNTIMES
+
+        if self.reader_runtime not in RUNTIMES:
+            raise ValueError(f"reader_runtime must be one of {RUNTIMES}, got {self.reader_runtime!r}")
         for name in ("max_windows", "window_chars", "spans_per_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -179,13 +179,13 @@ def choose_threshold(fit_rows, *row_sets) -> float:
     questions, where one low-scored right answer weighs as much as 70 fit questions, pulled the
     threshold to 0.04, where the chat almost never says that the articles don't say.)"""
     unanswerable = [p for p, _, answerable in fit_rows if not answerable]
+    all_sets = (fit_rows, *row_sets)
     best_t, best_acc = 0.0, -1.0
     for t in np.arange(0.0, 0.95, 0.01):
         if unanswerable and np.mean([p < t for p in unanswerable]) < MIN_ABSTAINED:
             continue
-        row_sets_t = (fit_rows, *row_sets)
         acc = np.mean([np.mean([(p >= t and right) or (p < t and not answerable) for p, right, answerable in rows])
-                       for rows in row_sets_t])
+                       for rows in all_sets])
         if acc > best_acc + 1e-9:
             best_t, best_acc = float(t), float(acc)
     return round(best_t, 2)
