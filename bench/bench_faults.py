@@ -7,7 +7,7 @@ Parts (``--only``, comma-separated):
 - ``kill``: ``kill -9`` of ``python -m qa index`` at a random moment of an update adding
   ``--kill-articles`` BBC articles; after each, the index must load and hold either the old or
   the new collection (never a mix), and the next update must leave no leftover generation;
-- ``clients``: 1/4/16/32 concurrent clients calling ``/ask`` of a running ``app.py`` over the
+- ``clients``: 1/4/16/32 concurrent clients asking a running ``app.py`` (``--route``) over the
   seed collection: ok, p50, p95, answers/s;
 - ``update``: ``/ask`` latency while the app embeds an upload of about 650 chunks (a JSONL of
   ``--update-articles`` BBC articles, uploaded and indexed through the Documents tab's handler
@@ -72,7 +72,8 @@ def free_port() -> int:
 class App:
     """``app.py`` in a subprocess over ``docs`` and ``index``, with the admin token set."""
 
-    def __init__(self, docs: Path, index: Path, log: Path, concurrency: int | None = None):
+    def __init__(self, docs: Path, index: Path, log: Path, concurrency: int | None = None, route: str = "api"):
+        self.route = route
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -90,6 +91,9 @@ class App:
                 raise RuntimeError(f"app did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
 
+    def ask(self, question: str) -> tuple[bool, float, str]:
+        return ask(self.url, question, self.route)
+
     def memory(self) -> dict:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
@@ -104,14 +108,33 @@ class App:
         self._out.close()
 
 
-def ask(url: str, question: str, timeout: float = 300) -> tuple[bool, float, str]:
-    """One /ask call through Gradio's HTTP API: (ok, seconds, answer text or error)."""
+_clients = threading.local()
+
+
+def http_client():
+    """This thread's HTTP client: connections are kept open between calls, as a real client
+    keeps them (a new client per call costs tens of ms of TLS set-up on the benchmark's side)."""
     import httpx
 
+    if not hasattr(_clients, "client"):
+        _clients.client = httpx.Client()
+    return _clients.client
+
+
+def ask(url: str, question: str, route: str = "api", timeout: float = 300) -> tuple[bool, float, str]:
+    """One question over HTTP: (ok, seconds, answer text or error). ``route``: ``api`` is the app's
+    ``POST /api/ask``; ``gradio`` is Gradio's two-step ``/gradio_api/call/ask`` (a POST, then the
+    result from an event stream), as ``gradio_client`` calls it."""
     t0 = time.perf_counter()
     try:
-        event = httpx.post(f"{url}/gradio_api/call/ask", json={"data": [question, [], 5, "", "", []]}, timeout=timeout).json()["event_id"]
-        with httpx.stream("GET", f"{url}/gradio_api/call/ask/{event}", timeout=timeout) as stream:
+        client = http_client()
+        if route == "api":
+            response = client.post(f"{url}/api/ask", json={"question": question, "k": 5}, timeout=timeout)
+            if response.status_code == 200:
+                return True, time.perf_counter() - t0, response.json()["text"]
+            return False, time.perf_counter() - t0, response.text
+        event = client.post(f"{url}/gradio_api/call/ask", json={"data": [question, [], 5, "", "", []]}, timeout=timeout).json()["event_id"]
+        with client.stream("GET", f"{url}/gradio_api/call/ask/{event}", timeout=timeout) as stream:
             kind = None
             for line in stream.iter_lines():
                 if line.startswith("event:"):
@@ -221,7 +244,7 @@ def concurrent_clients(app: App, levels: list[int], per_client: int) -> list[dic
         calls = [QUESTIONS[(c * per_client + i) % len(QUESTIONS)] for c in range(clients) for i in range(per_client)]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            results = list(pool.map(lambda c: [ask(app.url, q) for q in calls[c * per_client:(c + 1) * per_client]],
+            results = list(pool.map(lambda c: [app.ask(q) for q in calls[c * per_client:(c + 1) * per_client]],
                                     range(clients)))
         wall = time.perf_counter() - t0
         flat = [r for client in results for r in client]
@@ -238,8 +261,8 @@ def answers_during_update(app: App, work: Path, articles: int) -> dict:
     upload = work / "bbc_upload.jsonl"
     upload.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     for q in QUESTIONS[:3]:
-        ask(app.url, q)  # warm
-    idle = [ask(app.url, q)[1] for q in QUESTIONS]
+        app.ask(q)  # warm
+    idle = [app.ask(q)[1] for q in QUESTIONS]
     done = threading.Event()
     latencies: list[float] = []
     failures: list[str] = []
@@ -247,7 +270,7 @@ def answers_during_update(app: App, work: Path, articles: int) -> dict:
     def asker():
         i = 0
         while not done.is_set():
-            good, seconds, text = ask(app.url, QUESTIONS[i % len(QUESTIONS)])
+            good, seconds, text = app.ask(QUESTIONS[i % len(QUESTIONS)])
             (latencies.append(seconds) if good else failures.append(text))
             i += 1
 
@@ -309,7 +332,7 @@ def bad_file_corpus(work: Path) -> dict:
 def peak_memory(app: App, questions: int, served_before: int) -> dict:
     remaining = max(0, questions - served_before)
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: ask(app.url, QUESTIONS[i % len(QUESTIONS)]), range(remaining)))
+        list(pool.map(lambda i: app.ask(QUESTIONS[i % len(QUESTIONS)]), range(remaining)))
     return {"questions": questions, **{f"{k}_mib": v for k, v in app.memory().items()}}
 
 
@@ -323,6 +346,8 @@ def main() -> None:
     parser.add_argument("--update-articles", type=int, default=170, help="BBC articles in the upload (170: about 650 chunks)")
     parser.add_argument("--memory-questions", type=int, default=400)
     parser.add_argument("--ask-concurrency", type=int, default=None, help="passed to app.py (default: the app's)")
+    parser.add_argument("--route", choices=("api", "gradio"), default="api",
+                        help="how clients ask: POST /api/ask (default) or Gradio's /gradio_api/call/ask")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="qa-bench-faults-"))
@@ -338,7 +363,7 @@ def main() -> None:
 
             docs = seed_copy(work, "app_docs")
             sync(docs, work / "app_index")
-            app = App(docs, work / "app_index", work / "app.log", args.ask_concurrency)
+            app = App(docs, work / "app_index", work / "app.log", args.ask_concurrency, args.route)
             try:
                 served = 0
                 if "clients" in parts:

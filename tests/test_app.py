@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +148,26 @@ def test_api_rejects_empty_question_politely(server):
 
     with pytest.raises(AppError, match="type a question"):
         server["client"].predict("   ", api_name="/ask")
+
+
+def test_lean_ask_route_answers_as_the_gradio_route_does(server):
+    """POST /api/ask (no queue, no event stream) gives the same answer dict as Gradio's /ask."""
+    response = httpx.post(f"{server['url']}/api/ask", json={"question": ENBEK_Q, "k": 5}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json() == server["client"].predict(ENBEK_Q, api_name="/ask")
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"question": "   "}, 400, "type a question"),
+    ({"question": ENBEK_Q, "k": 10_000}, 400, "at most 50"),
+    ({"question": ENBEK_Q, "date_from": "yesterday"}, 400, "date"),
+    ({"k": 3}, 422, "question"),
+])
+def test_lean_ask_route_refuses_bad_requests_by_name(server, body, status, message):
+    response = httpx.post(f"{server['url']}/api/ask", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    assert message in response.text
+    assert "Traceback" not in response.text and str(ROOT) not in response.text
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,7 +383,6 @@ def test_update_from_documents_view_is_used_without_restart(page, server, tmp_pa
 # ---------------------------------------------------------------------------------------
 def _upload(url: str, path: Path) -> dict:
     """POST a file to Gradio's upload route, as a browser (or an attacker) does."""
-    import httpx
 
     with open(path, "rb") as fh:
         response = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, fh)}, timeout=60)
@@ -372,7 +392,6 @@ def _upload(url: str, path: Path) -> dict:
 
 def _update_fn_index(url: str) -> int:
     """The fn_index of the Documents tab's update handler (not in the API list)."""
-    import httpx
 
     config = httpx.get(f"{url}/config", timeout=30).json()
     upload_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "qa-upload")
@@ -382,7 +401,6 @@ def _update_fn_index(url: str) -> int:
 
 def _call_queue(url: str, fn_index: int, data: list) -> list:
     """POST /gradio_api/queue/join and read the result from the event stream."""
-    import httpx
 
     session = f"attack{time.monotonic_ns()}"
     joined = httpx.post(f"{url}/gradio_api/queue/join",
@@ -427,7 +445,6 @@ def test_update_handler_through_the_queue_needs_the_admin_token(server, tmp_path
 
 
 def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
-    import httpx
 
     big = tmp_path / "big.txt"
     big.write_text("word " * int(MAX_UPLOAD_MB * 1024 * 1024 / 5 + 1000))
