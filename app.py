@@ -16,10 +16,16 @@ Uploading and updating the index are writes: they are refused unless the operato
 admin token (``--admin-token`` or ``QA_ADMIN_TOKEN``), and then need that token. The check is
 inside the handler, so calling it through Gradio's queue with its fn_index is refused too.
 
-Named API endpoint (``answer.to_dict()`` as JSON)::
+Asking over HTTP (``answer.to_dict()`` as JSON), two ways:
 
-    from gradio_client import Client
+    curl -X POST http://127.0.0.1:7860/api/ask -H 'content-type: application/json' \
+         -d '{"question": "How many jobs will the Enbek Program create?"}'
+
+    from gradio_client import Client   # Gradio's named endpoint, through its queue
     Client("http://127.0.0.1:7860").predict("How many jobs will the Enbek Program create?", api_name="/ask")
+
+The server is uvicorn running a FastAPI app: ``POST /api/ask``, with the Gradio app mounted at
+the root (``build_server``).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from typing import Any
 
 _T0 = time.monotonic()
 
+import anyio  # noqa: E402
 import fastapi  # noqa: E402
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -55,12 +62,14 @@ UPLOAD_SUFFIXES = qa.SUPPORTED_SUFFIXES
 # reader's forward pass (which the reader still runs one at a time: qa.reader.WindowBatcher).
 ASK_CONCURRENCY = 4
 ASK_SLOTS = threading.BoundedSemaphore(ASK_CONCURRENCY)  # shared by every route that answers
+API_THREADS = anyio.CapacityLimiter(ASK_CONCURRENCY)  # worker threads of POST /api/ask
 DEFAULT_MAX_UPLOAD_MB = 5.0  # the largest seed article is 7 kB; a 5 MB "article" is a mistake or an attack
 WRITES_OFF = ("Uploading and updating are turned off on this server. The operator can turn them on by "
               "starting the app with an admin token (--admin-token or QA_ADMIN_TOKEN).")
 WRONG_TOKEN = "Wrong or missing admin token: uploading and updating need the token the app was started with."
 INDEX_UNAVAILABLE = ("The article index is not available right now; the operator has been told why "
                      "(see the server log). Please try again later.")
+INDEX_LOADING = "The article index is still loading. Please try again in a few seconds."
 ANSWER_FAILED = "Sorry, something went wrong while answering. Please try again."
 NO_ANSWER = "The articles don't say."
 
@@ -316,9 +325,9 @@ def _filters(date_from: str | None, date_to: str | None, doc_ids: list[str] | No
 def _check_question(question: str | None) -> str:
     question = (question or "").strip()
     if not question:
-        raise ValueError("Please type a question about the articles.")
+        raise qa.QuestionError("Please type a question about the articles.")
     if len(question) > MAX_QUESTION_CHARS:
-        raise ValueError(
+        raise qa.QuestionError(
             f"That message is too long ({len(question):,} characters). "
             f"Please ask a shorter question (at most {MAX_QUESTION_CHARS:,} characters)."
         )
@@ -341,7 +350,7 @@ def respond(message, chat, pairs, k, date_from, date_to, doc_ids):
         answer, idx = _answer(raw, [tuple(p) for p in pairs], k, date_from, date_to, doc_ids)
         reply = render_answer(answer, idx)
         pairs.append([answer.question, answer.text])
-    except ValueError as exc:
+    except qa.QuestionError as exc:
         reply = _message(f'<span class="qa-error">{esc(exc)}</span>')
     except Exception as exc:  # noqa: BLE001 - never a traceback, a path or a class name in the page
         reply = _message(f'<span class="qa-error">{esc(_client_error(exc, raw))}</span>')
@@ -361,12 +370,16 @@ def _answer(question: str, history: list[tuple[str, str]], k, date_from: str, da
             doc_ids: list[str] | None) -> tuple[qa.Answer, qa.Index]:
     """Where every route answers (the chat, Gradio's ``/ask``, ``POST /api/ask``): the same
     checks, and ASK_SLOTS bounds the questions answered at once across all of them. Raises
-    ValueError for a question or filter the client must fix."""
+    qa.QuestionError for a question, filter or ``k`` the client must fix."""
     question = _check_question(question)
     filters = _filters(date_from, date_to, doc_ids)
+    try:
+        k = int(k or DEFAULT_K)
+    except (TypeError, ValueError):
+        raise qa.QuestionError(f"k must be a whole number of passages, got {k!r}") from None
     idx = holder().get()
     with ASK_SLOTS:
-        return idx.ask(question, history=history or None, k=int(k or DEFAULT_K), filters=filters), idx
+        return idx.ask(question, history=history or None, k=k, filters=filters), idx
 
 
 def answer_question(
@@ -382,7 +395,7 @@ def answer_question(
     try:
         hist = [(str(h[0]), str(h[1])) for h in (history or []) if len(h) >= 2]
         return _answer(question, hist, k, date_from, date_to, doc_ids)[0].to_dict()
-    except ValueError as exc:
+    except qa.QuestionError as exc:
         raise ClientError(str(exc), 400) from None
     except Exception as exc:  # noqa: BLE001
         unavailable = isinstance(exc, (IndexUnavailable, qa.IndexStateError))
@@ -418,13 +431,17 @@ class AskRequest(BaseModel):
     doc_ids: list[str] | None = None
 
 
-def api_ask(request: AskRequest) -> JSONResponse:
-    """``POST /api/ask``: the same answer as Gradio's ``/ask`` without Gradio's queue and event
-    stream, which cost a client about 140 ms of a 186 ms answer. FastAPI runs this plain
-    function in its thread pool; ASK_SLOTS bounds how many are answered at once."""
+async def api_ask(request: AskRequest) -> JSONResponse:
+    """``POST /api/ask``: the same answer as Gradio's ``/ask``, without Gradio's queue and event
+    stream. Waiting requests wait here, on API_THREADS, not in the worker-thread pool that Gradio's
+    queue and pages share: a crowd of API clients cannot starve the chat or the page."""
+    if not holder().ready.is_set():
+        return JSONResponse({"error": INDEX_LOADING}, status_code=503, headers={"Retry-After": "5"})
     try:
-        return JSONResponse(answer_question(request.question, request.history, request.k,
-                                            request.date_from, request.date_to, request.doc_ids))
+        answer = await anyio.to_thread.run_sync(
+            answer_question, request.question, request.history, request.k, request.date_from, request.date_to,
+            request.doc_ids, limiter=API_THREADS)
+        return JSONResponse(answer)
     except ClientError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
@@ -719,7 +736,7 @@ def configure_writes(token: str | None, max_upload_mb: float, host: str) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    global HOLDER, ASK_CONCURRENCY, ASK_SLOTS
+    global HOLDER, ASK_CONCURRENCY, ASK_SLOTS, API_THREADS
     parser = argparse.ArgumentParser(description="Chat with the indexed news articles.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -736,6 +753,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_writes(args.admin_token, args.max_upload_mb, args.host)
     ASK_CONCURRENCY = max(1, args.ask_concurrency)
     ASK_SLOTS = threading.BoundedSemaphore(ASK_CONCURRENCY)
+    API_THREADS = anyio.CapacityLimiter(ASK_CONCURRENCY)
 
     HOLDER = IndexHolder(args.index, args.documents)
     # Update/load/warm-up runs beside the UI start-up; questions wait for it (HOLDER.ready).
@@ -745,7 +763,10 @@ def main(argv: list[str] | None = None) -> None:
     server = uvicorn.Server(uvicorn.Config(build_server(demo), host=args.host, port=args.port,
                                            log_level="warning", timeout_graceful_shutdown=5))
     threading.Thread(target=_report_start, args=(server, args.host, args.port), name="start-report", daemon=True).start()
-    server.run()  # in the main thread, so uvicorn handles Ctrl-C and SIGTERM
+    try:
+        server.run()  # in the main thread, so uvicorn shuts down gracefully on Ctrl-C and SIGTERM
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled
+        pass
 
 
 def build_server(demo: gr.Blocks) -> fastapi.FastAPI:
@@ -753,10 +774,18 @@ def build_server(demo: gr.Blocks) -> fastapi.FastAPI:
     serves the chat, the Documents tab and Gradio's own ``/gradio_api/...`` routes."""
     server = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     server.post("/api/ask")(api_ask)
+    # mount_gradio_app starts the queue from the server's lifespan but, unlike launch(), leaves
+    # Gradio's /gradio_api/startup-events armed: its first caller would start a second queue
+    # loop. This route, matched before the mounted app, answers as the armed one does once fired.
+    server.get("/gradio_api/startup-events")(_startup_events_done)
     return gr.mount_gradio_app(
         server, demo, path="", css=CSS, show_error=False,
         max_file_size=MAX_UPLOAD_BYTES,  # Gradio refuses bigger files on /gradio_api/upload already
     )
+
+
+async def _startup_events_done() -> bool:
+    return False
 
 
 def _report_start(server: uvicorn.Server, host: str, port: int) -> None:

@@ -3,6 +3,7 @@ over a real index: who may write, and what a client is told when the index is da
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -135,3 +136,32 @@ def test_api_ask_bounds_k_and_answers_wrapped_questions(served):
     answer = app.ask('"How many jobs will the Enbek Program create?"')
     assert "750 thousand" in answer["text"]
     assert answer["question"] == '"How many jobs will the Enbek Program create?"'
+
+
+def test_api_route_says_loading_until_the_index_is_ready(served):
+    import anyio
+
+    app, _, _ = served
+    response = anyio.run(app.api_ask, app.AskRequest(question="How many jobs?"))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert json.loads(response.body) == {"error": app.INDEX_LOADING}
+
+
+def test_an_internal_value_error_is_a_server_error_not_the_clients(served, monkeypatch, caplog):
+    """Only the checks of the question, filters and k are the client's to fix (400); a ValueError
+    from inside answering is the server's (500), logged, and tells the client nothing internal."""
+    app, _, _ = served
+    app.HOLDER._load()
+    app.HOLDER.ready.set()
+
+    def broken(*args, **kwargs):
+        raise ValueError("window 7 of /srv/secret/index has no tokens")
+
+    monkeypatch.setattr(app.HOLDER.get(), "ask", broken)
+    with pytest.raises(app.ClientError) as info:
+        app.answer_question("How many jobs will the Enbek Program create?")
+    assert info.value.status == 500 and str(info.value) == app.ANSWER_FAILED
+    assert "/srv/secret" in caplog.text  # the operator's log has it
+    with pytest.raises(app.ClientError) as info:
+        app.answer_question("How many jobs?", k="many")
+    assert info.value.status == 400 and "whole number" in str(info.value)
