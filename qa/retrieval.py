@@ -52,17 +52,20 @@ class Filters:
             date_to=_iso(filters.get("date_to"), "date_to"),
         )
 
-    def allows(self, doc_id: str, doc_date: str | None) -> bool:
-        if self.doc_ids is not None and doc_id not in self.doc_ids:
-            return False
+    def document_mask(self, doc_ids: np.ndarray, dates: np.ndarray) -> np.ndarray:
+        """Which documents pass, given their ids and ISO dates ("" for none) as string arrays: those
+        named by ``doc_ids`` (when given) whose date lies in the range (when one is given; a
+        document without a date is then left out)."""
+        mask = np.ones(len(doc_ids), dtype=bool)
+        if self.doc_ids is not None:
+            mask &= np.isin(doc_ids, np.array(sorted(self.doc_ids), dtype=str))
         if self.date_from or self.date_to:
-            if doc_date is None:
-                return False
-            if self.date_from and doc_date < self.date_from:
-                return False
-            if self.date_to and doc_date > self.date_to:
-                return False
-        return True
+            mask &= dates != ""
+            if self.date_from:
+                mask &= dates >= self.date_from
+            if self.date_to:
+                mask &= dates <= self.date_to
+        return mask
 
 
 def _iso(value, name: str) -> str | None:
@@ -158,9 +161,8 @@ class Retriever:
     def _allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
         if filters is None:
             return None
-        docs = self.store.documents
-        ok = {doc_id for doc_id, d in docs.items() if filters.allows(doc_id, d.date)}
-        return np.fromiter((doc_id in ok for doc_id in self.store.row_doc_ids), dtype=bool, count=len(self.store.rows))
+        store = self.store
+        return filters.document_mask(store.doc_ids, store.doc_dates)[store.row_doc]
 
     def _passage(self, row_index: int, score: float) -> Passage:
         row = self.store.rows[row_index]

@@ -99,7 +99,12 @@ class Store:
         self.row_of_vector = {row.vector_id: i for i, row in enumerate(rows)}
         self.row_of_chunk = {row.chunk_id: row for row in rows}
         self.vector_ids = np.fromiter((r.vector_id for r in rows), dtype=np.int64, count=len(rows))
-        self.row_doc_ids = np.array([r.doc_id for r in rows], dtype=object)
+        # Per document (sorted by id) and per row, as arrays: a filter becomes a few vectorised
+        # comparisons over the documents and one gather over the rows, not a loop per question.
+        self.doc_ids = np.array(sorted(documents), dtype=str)
+        self.doc_dates = np.array([documents[d].date or "" for d in self.doc_ids.tolist()], dtype=str)
+        position = {doc_id: i for i, doc_id in enumerate(self.doc_ids.tolist())}
+        self.row_doc = np.fromiter((position[r.doc_id] for r in rows), dtype=np.int64, count=len(rows))
 
     @property
     def model(self) -> str:
@@ -406,22 +411,29 @@ def _resolved(path: str) -> str:
 
 def _encode_with_progress(embedder: Embedder, texts: list[str], notify: Progress, block: int = 64) -> np.ndarray:
     """Embed in blocks so long runs report progress; the bar goes to the terminal for big jobs.
-    Blocks are small (64 chunks, about 2-4 s on two cores) so that progress moves steadily."""
-    parts = []
+    Blocks are small (64 chunks, about 2-4 s on two cores) so that progress moves steadily.
+    Texts go longest first, so each batch pads to a length close to its own texts' (in
+    document order a batch padded every short last chunk of an article to a full chunk:
+    measured, the build spent 10-57 % more than embedding the same chunks sorted)."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    vectors = None
     bar = None
     if len(texts) > 256:  # the bar only for big jobs, as before the blocks became smaller
         from tqdm import tqdm
 
         bar = tqdm(total=len(texts), unit="chunk", desc="embedding", leave=False)
     for i in range(0, len(texts), block):
-        batch = texts[i:i + block]
-        parts.append(embedder.encode(batch))
+        rows = order[i:i + block]
+        part = embedder.encode([texts[r] for r in rows])
+        if vectors is None:
+            vectors = np.zeros((len(texts), part.shape[1]), np.float32)
+        vectors[rows] = part
         notify(min(i + block, len(texts)), len(texts), f"embedded {min(i + block, len(texts))}/{len(texts)} chunks")
         if bar:
-            bar.update(len(batch))
+            bar.update(len(rows))
     if bar:
         bar.close()
-    return np.vstack(parts)
+    return vectors if vectors is not None else np.zeros((0, embedder.dimension), np.float32)
 
 
 def _stored_settings(store: Store) -> ChunkerSettings:
