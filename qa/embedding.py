@@ -127,7 +127,7 @@ class _OnnxSentenceModel:
     ``encode`` returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns."""
 
     def __init__(self, st_model, path: str, int8: bool):
-        from .onnx_models import FFN_OUTPUT_MATMULS, OnnxModel, exported, file_digest
+        from .onnx_models import FFN_OUTPUT_MATMULS, BertShape, OnnxModel, exported, file_digest
 
         self.max_length = int(st_model.max_seq_length)
         self.tokenizer = st_model.tokenizer
@@ -136,6 +136,8 @@ class _OnnxSentenceModel:
         digest = file_digest([*weights, *configs])
 
         def build():
+            import copy
+
             import torch
 
             class SentenceModule(torch.nn.Module):
@@ -147,13 +149,19 @@ class _OnnxSentenceModel:
                     features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
                     return self.st(features)["sentence_embedding"]
 
-            return SentenceModule(st_model)
+            # onnxruntime fuses attention written out op by op (eager), not torch's SDPA call;
+            # a copy, so the torch model in use keeps its faster SDPA attention.
+            st = copy.deepcopy(st_model)
+            st[0].auto_model.config._attn_implementation = "eager"
+            return SentenceModule(st)
 
         axes = {n: {0: "texts", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
         axes["embedding"] = {0: "texts"}
+        config = st_model[0].auto_model.config
+        fuse = BertShape(config.num_attention_heads, config.hidden_size) if config.model_type == "bert" else None
         onnx_path = exported(f"embedder-{Path(path).name}", digest, build,
                              ("input_ids", "attention_mask", "token_type_ids"), ("embedding",), axes,
-                             int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,))
+                             int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,), fuse=fuse)
         self.session = OnnxModel(onnx_path)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:

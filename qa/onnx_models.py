@@ -20,6 +20,7 @@ import re
 import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -66,10 +67,13 @@ def file_digest(paths: Sequence[str | Path]) -> str:
     return h.hexdigest()
 
 
-def export_key(kind: str, digest: str, int8: bool = False, keep_fp32: Sequence[str] = ()) -> str:
+def export_key(kind: str, digest: str, int8: bool = False, keep_fp32: Sequence[str] = (),
+               fuse: "BertShape | None" = None) -> str:
+    import onnxruntime
     import torch
 
-    raw = f"{kind}|{digest}|v{EXPORT_VERSION}|opset{OPSET}|torch{torch.__version__}|int8={int8}|fp32={sorted(keep_fp32)}"
+    raw = (f"{kind}|{digest}|v{EXPORT_VERSION}|opset{OPSET}|torch{torch.__version__}|int8={int8}|fp32={sorted(keep_fp32)}"
+           + (f"|fused={fuse}|ort{onnxruntime.__version__}" if fuse else ""))
     return f"{kind}-{hashlib.sha256(raw.encode()).hexdigest()[:20]}{'-int8' if int8 else ''}.onnx"
 
 
@@ -95,6 +99,36 @@ def _export(build: Callable, input_names: Sequence[str], output_names: Sequence[
             os.unlink(tmp)
 
 
+@dataclass(frozen=True)
+class BertShape:
+    """What onnxruntime's transformer optimizer needs to fuse a BERT graph."""
+
+    num_heads: int
+    hidden_size: int
+
+
+def _fuse(src: Path, path: Path, shape: BertShape) -> None:
+    """onnxruntime's BERT fusions: one Attention op per layer (instead of a dozen MatMul, Softmax,
+    Reshape... nodes), embeddings + LayerNorm, residual + LayerNorm, bias + GELU. The graph
+    computes the same function (embeddings equal to 1e-6); fewer, larger kernels run faster."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(src), model_type="bert", num_heads=shape.num_heads, hidden_size=shape.hidden_size,
+                           opt_level=1)
+    stats = fused.get_fused_operator_statistics()
+    if not stats.get("Attention"):
+        log.warning("onnxruntime fused no attention in %s (%s): it runs unfused", src.name,
+                    {k: v for k, v in stats.items() if v})
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fused.save_model_to_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _quantize(src: Path, path: Path, keep_fp32: Sequence[str]) -> None:
     """Dynamic int8 (weights per output channel, activations per batch) for the MatMuls, but those
     whose node name matches one of the regular expressions ``keep_fp32``."""
@@ -108,8 +142,11 @@ def _quantize(src: Path, path: Path, keep_fp32: Sequence[str]) -> None:
     try:
         logging.getLogger().disabled, was = True, logging.getLogger().disabled  # its "pre-process" advice
         try:
+            # Fused graphs (onnxruntime's Attention op) have outputs shape inference cannot type:
+            # they are float, as everything in these models is.
             quantize_dynamic(str(src), tmp, per_channel=True, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude)
+                             op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=exclude,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             logging.getLogger().disabled = was
         os.replace(tmp, path)
@@ -123,20 +160,26 @@ _export_lock = threading.Lock()
 
 def exported(kind: str, digest: str, build: Callable, input_names: Sequence[str],
              output_names: Sequence[str], dynamic_axes: dict, int8: bool = False,
-             keep_fp32: Sequence[str] = ()) -> Path:
+             keep_fp32: Sequence[str] = (), fuse: BertShape | None = None) -> Path:
     """The cached ONNX file for ``kind``/``digest``, exported from ``build()`` (a torch module)
-    the first time it is asked for; with ``int8``, its dynamically quantized copy (the MatMuls
-    matching a pattern of ``keep_fp32`` stay fp32)."""
+    the first time it is asked for; with ``fuse``, after onnxruntime's BERT fusions (``build``
+    must then give a graph they recognise: eager attention); with ``int8``, its dynamically
+    quantized copy (the MatMuls matching a pattern of ``keep_fp32`` stay fp32)."""
     folder = cache_dir()
-    path = folder / export_key(kind, digest, int8, keep_fp32 if int8 else ())
+    path = folder / export_key(kind, digest, int8, keep_fp32 if int8 else (), fuse)
     with _export_lock:
         if path.exists():
             return path
         try:
-            fp32 = folder / export_key(kind, digest, False)
-            if not fp32.exists():
-                log.info("exporting %s to %s", kind, fp32)
-                _export(build, input_names, output_names, dynamic_axes, fp32)
+            fp32 = folder / export_key(kind, digest, False, (), fuse)
+            # The graph to fuse is built differently (eager attention): it has a name of its own.
+            plain = fp32.with_suffix(".unfused.onnx") if fuse else fp32
+            if not plain.exists():
+                log.info("exporting %s to %s", kind, plain)
+                _export(build, input_names, output_names, dynamic_axes, plain)
+            if fuse and not fp32.exists():
+                log.info("fusing %s to %s", kind, fp32)
+                _fuse(plain, fp32, fuse)
             if int8:
                 log.info("quantizing %s to %s", kind, path)
                 _quantize(fp32, path, keep_fp32)

@@ -266,6 +266,10 @@ def test_onnx_embedder_gives_the_torch_vectors():
     onnx = models.embedder(backend="onnx")
     np.testing.assert_allclose(onnx.encode(texts), torch_vectors, atol=1e-4)
     np.testing.assert_allclose(onnx.encode_query(texts[0]), torch_vectors[0], atol=1e-4)
+    import onnx as onnx_format
+
+    graph = onnx_format.load(str(onnx._onnx.session.path)).graph
+    assert sum(n.op_type == "Attention" for n in graph.node) == 6  # fused: one op per layer
     int8 = models.embedder(backend="onnx-int8").encode(texts)
     assert np.all((int8 * torch_vectors).sum(axis=1) > 0.95)  # close, not equal
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
