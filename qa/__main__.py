@@ -6,6 +6,7 @@ import json
 import sys
 
 from .embedding import BACKENDS
+from .vectors import INDEX_TYPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--index", default=None, help="index folder (default: index/ or $QA_INDEX)")
     p_index.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     p_index.add_argument("--model", default=None, help="sentence-transformers model name or path (new or rebuilt index)")
-    p_index.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf"], help="FAISS index type")
+    p_index.add_argument("--index-type", default="auto", choices=list(INDEX_TYPES),
+                         help="FAISS index type (auto: exact below 50,000 chunks, ivf-sq8 above)")
     p_index.add_argument("--embedding-backend", default=None, choices=BACKENDS,
                          help="how chunks and questions are embedded (new or rebuilt index; default torch "
                               "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")

@@ -241,17 +241,18 @@ def test_cli_index_reports_what_it_did(tmp_path):
     assert "bad.txt" in second.stderr and "binary" in second.stderr
 
 
-def test_ivf_index_type_supports_updates(tmp_path):
+@pytest.mark.parametrize("kind", ["ivf", "ivf-sq8"])
+def test_ivf_index_type_supports_updates(tmp_path, kind):
     docs, index_dir = _docs_copy(tmp_path), tmp_path / "index"
     for i in range(30):
         (docs / f"extra_{i:02d}.txt").write_text(f"Report {i}: the regional council approved the {i}th budget line for roads and schools.", encoding="utf-8")
-    summary = sync(docs, index_dir, index_type="ivf")
+    summary = sync(docs, index_dir, index_type=kind)
     index = qa.Index.load(index_dir)
-    assert index.store.manifest["index_type"] == "ivf" and len(index.store.vectors) == summary.total_chunks
+    assert index.store.manifest["index_type"] == kind and len(index.store.vectors) == summary.total_chunks
     (docs / "extra_00.txt").unlink()
     summary = sync(docs, index_dir)
     index = qa.Index.load(index_dir)
-    assert index.store.manifest["index_type"] == "ivf" and summary.removed == 1
+    assert index.store.manifest["index_type"] == kind and summary.removed == 1
     assert "extra_00" not in _doc_ids(index.retrieve("Report 0 budget line", k=40))
     assert index.retrieve("How many jobs will the Enbek Program create?", k=3)[0].doc_id == "004_c8ebc32f0d2447af"
 
