@@ -1,0 +1,438 @@
+"""Archive scale (issue 13, item 2): which vector index and which lexical engine hold a million
+chunks on this machine, measured at 10k, 100k and 1M chunks.
+
+    python bench/bench_scale.py real [--embedding-backend onnx-int8]   # index >= 50,000 real chunks (cached)
+    python bench/bench_scale.py vectors [--sizes 10000,100000,1000000] [--kinds flat,ivf_flat,ivf_sq8,hnsw]
+    python bench/bench_scale.py lexical [--sizes ...] [--engines bm25s,tantivy]
+    python bench/bench_scale.py plot                 # bench/plots/scale.png from the saved results
+
+Needs the ``bench`` extra (``pip install -e ".[bench]"``: tantivy, matplotlib).
+
+Real part: BBC News, Reuters-21578, SciFact abstracts, SQuAD v1.1 dev and SQuADShifts contexts are
+written as JSONL into a temporary documents folder and indexed by ``qa.store.sync`` (the real
+cleaner, chunker and embedder), once; the index lives in ``$QA_SCALE_DIR`` (default
+``~/.cache/qa/scale``), outside the project: the data is research-use only.
+
+Synthetic part, to reach a size past the real chunks: chunk ``i`` copies real chunk
+``i mod n_real`` -- its text under a new id, and its vector plus Gaussian noise
+(sigma 0.03 per dimension, so about cosine 0.85 to the original), renormalised. Copies make the
+neighbourhoods of real chunks denser, which is harder for an approximate index, not easier.
+
+Queries are real: 1,000 SQuADShifts questions and the 300 SciFact test queries, embedded by the
+index's model. Recall@10 is against exact inner-product search over the same vectors.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import os
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import EVALDATA, RESULTS, require, save
+
+SCALE_DIR = Path(os.environ.get("QA_SCALE_DIR", Path.home() / ".cache" / "qa" / "scale"))
+REAL_INDEX = SCALE_DIR / "real_index"
+NOISE_SIGMA = 0.03
+SEED = 13
+
+
+# ---- the real chunks --------------------------------------------------------------------
+def real_records() -> list[dict]:
+    """Articles and passages from ../shared/evaldata as qa JSONL records (id, title, text, date)."""
+    out = []
+    with open(require(EVALDATA / "bbc-news" / "bbc_news.jsonl"), encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            out.append({"id": "bbc_" + r["id"].replace("/", "_"), "title": r["title"], "text": r["text"]})
+    with gzip.open(require(EVALDATA / "reuters-21578" / "reuters21578.jsonl.gz"), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if len((r.get("text") or "").split()) >= 20:
+                out.append({"id": f"reuters_{r['id']}", "title": r.get("title") or None, "text": r["text"]})
+    with open(require(EVALDATA / "beir-scifact" / "corpus.jsonl"), encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            out.append({"id": f"scifact_{r['_id']}", "title": r.get("title") or None, "text": r["text"]})
+    squad = [EVALDATA / "squad-v1.1-dev" / "dev-v1.1.json"] + sorted((EVALDATA / "qa-train" / "squadshifts").glob("*.json"))
+    for path in squad:
+        data = json.loads(require(path).read_text(encoding="utf-8"))["data"]
+        for a, article in enumerate(data):
+            for p, paragraph in enumerate(article["paragraphs"]):
+                out.append({"id": f"{path.stem}_{a}_{p}", "title": article.get("title"), "text": paragraph["context"]})
+    return out
+
+
+def build_real(backend: str) -> dict:
+    from qa.store import sync
+
+    records = real_records()
+    work = Path(tempfile.mkdtemp(prefix="qa-scale-docs-"))
+    try:
+        with open(work / "corpus.jsonl", "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        t0 = time.perf_counter()
+        summary = sync(work, REAL_INDEX, index_type="flat", rebuild=True, embedding_backend=backend)
+        seconds = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"embedding_backend": backend, "records": len(records), "documents": summary.total_documents, "chunks": summary.total_chunks,
+            "skipped": len(summary.skipped), "build_s": round(seconds, 1),
+            "chunks_per_s": round(summary.total_chunks / seconds, 1)}
+
+
+def load_real() -> tuple[np.ndarray, list[str]]:
+    """(vectors, chunk texts) of the real index, in row order."""
+    from qa.store import Store
+
+    store = Store.load(require(REAL_INDEX))
+    vectors = store.vectors.vectors(store.vector_ids)
+    texts = [store.documents[r.doc_id].text[r.start:r.end] for r in store.rows]
+    return vectors.astype(np.float32), texts
+
+
+def query_vectors() -> np.ndarray:
+    from qa import models
+    from qa.store import Store
+
+    cache = SCALE_DIR / "queries.npy"
+    if cache.exists():
+        return np.load(cache)
+    questions = []
+    data = json.loads(require(EVALDATA / "qa-train" / "squadshifts" / "new_wiki_v1.0.json").read_text())["data"]
+    for article in data:
+        for paragraph in article["paragraphs"]:
+            questions += [q["question"] for q in paragraph["qas"]]
+    rng = np.random.default_rng(SEED)
+    questions = [questions[i] for i in rng.choice(len(questions), 1000, replace=False)]
+    with open(require(EVALDATA / "beir-scifact" / "queries.jsonl"), encoding="utf-8") as fh:
+        scifact = {json.loads(line)["_id"]: json.loads(line)["text"] for line in fh}
+    test_ids = [line.split("\t")[0] for line in (EVALDATA / "beir-scifact" / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    questions += [scifact[i] for i in dict.fromkeys(test_ids) if i in scifact]
+    store = Store.load(REAL_INDEX)
+    embedder = models.embedder(store.model, store.embedding_backend)
+    queries = embedder.encode(questions).astype(np.float32)
+    np.save(cache, queries)
+    return queries
+
+
+def grown_vectors(real: np.ndarray, n: int) -> np.ndarray:
+    """``n`` vectors: the real ones, then noisy renormalised copies (see the module docstring)."""
+    if n <= len(real):
+        return real[:n].copy()
+    rng = np.random.default_rng(SEED)
+    out = np.empty((n, real.shape[1]), np.float32)
+    out[:len(real)] = real
+    for start in range(len(real), n, 100_000):
+        stop = min(n, start + 100_000)
+        block = real[np.arange(start, stop) % len(real)] + rng.normal(0, NOISE_SIGMA, (stop - start, real.shape[1])).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:stop] = block
+    return out
+
+
+def grown_texts(texts: list[str], n: int) -> list[str]:
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+# ---- vector indexes ---------------------------------------------------------------------
+def make_vector_index(kind: str, dimension: int, n: int):
+    import faiss
+
+    nlist = max(16, int(4 * np.sqrt(n)))
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+        return faiss.IndexIDMap2(index)
+    quantizer = faiss.IndexFlatIP(dimension)
+    if kind == "ivf_flat":
+        return faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivf_sq8":
+        return faiss.IndexIVFScalarQuantizer(quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                             faiss.METRIC_INNER_PRODUCT)
+    raise ValueError(kind)
+
+
+def set_effort(index, kind: str, effort: int) -> None:
+    import faiss
+
+    if kind.startswith("ivf"):
+        index.nprobe = effort
+    elif kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = effort
+
+
+EFFORTS = {"flat": [0], "ivf_flat": [16, 32, 64, 128, 256, 512], "ivf_sq8": [16, 32, 64, 128, 256, 512],
+           "hnsw": [16, 32, 64, 128, 256, 512]}
+
+
+def index_bytes(index) -> int:
+    import faiss
+
+    with tempfile.NamedTemporaryFile(dir=SCALE_DIR, suffix=".faiss") as tmp:
+        faiss.write_index(index, tmp.name)
+        return os.path.getsize(tmp.name)
+
+
+def latencies(index, queries: np.ndarray, k: int = 50) -> tuple[float, float]:
+    seconds = []
+    for q in queries[:300]:
+        t0 = time.perf_counter()
+        index.search(q.reshape(1, -1), k)
+        seconds.append(time.perf_counter() - t0)
+    seconds.sort()
+    return 1000 * statistics.median(seconds), 1000 * seconds[int(0.95 * (len(seconds) - 1))]
+
+
+def bench_vectors(sizes: list[int], kinds: list[str], hnsw_max: int) -> list[dict]:
+    import faiss
+
+    real, _ = load_real()
+    queries = query_vectors()
+    rows = []
+    for n in sizes:
+        data = grown_vectors(real, n)
+        ids = np.arange(n, dtype=np.int64)
+        exact = faiss.IndexFlatIP(data.shape[1])
+        exact.add(data)
+        _, truth = exact.search(queries, 10)
+        del exact
+        for kind in kinds:
+            if kind == "hnsw" and n > hnsw_max:
+                continue
+            gc.collect()
+            index = make_vector_index(kind, data.shape[1], n)
+            t0 = time.perf_counter()
+            if not index.is_trained:
+                sample = data[np.random.default_rng(SEED).choice(n, min(n, 64 * index.nlist), replace=False)]
+                index.train(sample)
+            train_s = time.perf_counter() - t0
+            if kind.startswith("ivf"):
+                index.set_direct_map_type(faiss.DirectMap.Hashtable)
+            index.add_with_ids(data, ids)
+            build_s = time.perf_counter() - t0
+            size = index_bytes(index)
+            # An update as a one-article change makes it: three chunks out, three in.
+            t1 = time.perf_counter()
+            try:
+                index.remove_ids(np.arange(3, dtype=np.int64))
+                index.add_with_ids(data[:3], np.arange(3, dtype=np.int64))
+                update_ms = round(1000 * (time.perf_counter() - t1), 1)
+            except RuntimeError:  # faiss's HNSW cannot remove vectors: a changed article would stay findable
+                update_ms = None
+            for effort in EFFORTS[kind]:
+                set_effort(index, kind, effort)
+                _, found = index.search(queries, 10)
+                recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+                p50, p95 = latencies(index, queries)
+                row = {"chunks": n, "kind": kind, "effort": effort, "recall_at_10": round(recall, 4),
+                       "search_p50_ms": round(p50, 2), "search_p95_ms": round(p95, 2), "train_s": round(train_s, 1),
+                       "build_s": round(build_s, 1), "index_mb": round(size / 2**20, 1),
+                       "update_3_chunks_ms": update_ms}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if recall >= 0.99:
+                    break
+            del index
+        del data
+    return rows
+
+
+# ---- lexical engines --------------------------------------------------------------------
+class Bm25sEngine:
+    """What the index uses now: bm25s over all chunk rows, refitted whole on every update."""
+
+    name = "bm25s"
+
+    def build(self, texts: list[str], folder: Path) -> None:
+        from qa.lexical import LexicalIndex, tokenize
+
+        self.tokens = [tokenize(t) for t in texts]
+        self.index = LexicalIndex.fit(self.tokens)
+        self.index.save(folder)
+
+    def search(self, query: str, k: int = 50):
+        scores = self.index.scores(query)
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        return top[np.argsort(-scores[top])]
+
+    def update(self, texts: list[str], folder: Path) -> None:
+        from qa.lexical import LexicalIndex, tokenize
+
+        self.tokens[:len(texts)] = [tokenize(t) for t in texts]
+        self.index = LexicalIndex.fit(self.tokens)
+        self.index.save(folder)
+
+
+class TantivyEngine:
+    """tantivy: segments written per commit and merged in the background, so an update writes
+    only the new documents and marks the old ones deleted."""
+
+    name = "tantivy"
+
+    def build(self, texts: list[str], folder: Path) -> None:
+        import tantivy
+
+        builder = tantivy.SchemaBuilder()
+        builder.add_integer_field("row", stored=True, indexed=True, fast=True)
+        builder.add_text_field("text", stored=False, tokenizer_name="en_stem")
+        self.schema = builder.build()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.index = tantivy.Index(self.schema, path=str(folder))
+        writer = self.index.writer(heap_size=256_000_000, num_threads=2)
+        for row, text in enumerate(texts):
+            writer.add_document(tantivy.Document(row=row, text=text))
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+
+    def search(self, query: str, k: int = 50):
+        from qa.lexical import _TOKEN, STOPWORDS
+
+        # The words as typed: tantivy's en_stem analyser lowercases and stems them as it did the text.
+        terms = [t for t in dict.fromkeys(_TOKEN.findall(query.lower())) if t not in STOPWORDS][:64]
+        if not terms:
+            return []
+        parsed = self.index.parse_query(" OR ".join(f'"{t}"' for t in terms), ["text"])
+        hits = self.index.searcher().search(parsed, k).hits
+        searcher = self.index.searcher()
+        return [searcher.doc(address)["row"][0] for _, address in hits]
+
+    def update(self, texts: list[str], folder: Path) -> None:
+        import tantivy
+
+        writer = self.index.writer(heap_size=50_000_000, num_threads=1)
+        for row in range(len(texts)):
+            writer.delete_documents("row", row)
+        for row, text in enumerate(texts):
+            writer.add_document(tantivy.Document(row=row, text=text))
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+
+
+ENGINES = {"bm25s": Bm25sEngine, "tantivy": TantivyEngine}
+QUERY_TEXTS = [
+    "How many jobs will the program create?", "oil prices rise opec", "interest rates bank of england",
+    "football match result", "vitamin D deficiency risk", "mobile phone sales", "election campaign",
+    "coffee exports Brazil", "What is the capital of France?", "gene expression in cancer cells",
+]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_lexical(sizes: list[int], engines: list[str]) -> list[dict]:
+    _, real_texts = load_real()
+    rows = []
+    for n in sizes:
+        texts = grown_texts(real_texts, n)
+        for name in engines:
+            folder = Path(tempfile.mkdtemp(prefix=f"qa-scale-{name}-", dir=SCALE_DIR))
+            try:
+                gc.collect()
+                engine = ENGINES[name]()
+                t0 = time.perf_counter()
+                engine.build(texts, folder)
+                build_s = time.perf_counter() - t0
+                seconds = []
+                for _ in range(3):
+                    for q in QUERY_TEXTS:
+                        t1 = time.perf_counter()
+                        engine.search(q)
+                        seconds.append(time.perf_counter() - t1)
+                seconds.sort()
+                t2 = time.perf_counter()
+                engine.update(texts[:3], folder)
+                update_s = time.perf_counter() - t2
+                size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+                row = {"chunks": n, "engine": name, "build_s": round(build_s, 1),
+                       "search_p50_ms": round(1000 * statistics.median(seconds), 2),
+                       "search_p95_ms": round(1000 * seconds[int(0.95 * (len(seconds) - 1))], 2),
+                       "update_3_chunks_s": round(update_s, 2), "on_disk_mb": round(size / 2**20, 1),
+                       "process_peak_rss_mb": round(peak_rss_mb())}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                del engine
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+# ---- plot -------------------------------------------------------------------------------
+def plot() -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vectors = json.loads((RESULTS / "scale_vectors.json").read_text())["rows"]
+    lexical = json.loads((RESULTS / "scale_lexical.json").read_text())["rows"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    best = {}
+    for r in vectors:  # per kind and size: the least effort that reaches recall 0.95
+        key = (r["kind"], r["chunks"])
+        if r["recall_at_10"] >= 0.95 and key not in best:
+            best[key] = r
+    for kind in dict.fromkeys(r["kind"] for r in vectors):
+        pts = sorted((n, r) for (k, n), r in best.items() if k == kind)
+        if pts:
+            axes[0].plot([n for n, _ in pts], [r["search_p50_ms"] for _, r in pts], marker="o", label=kind)
+            axes[1].plot([n for n, _ in pts], [r["index_mb"] for _, r in pts], marker="o", label=kind)
+    for name in dict.fromkeys(r["engine"] for r in lexical):
+        pts = sorted((r["chunks"], r) for r in lexical if r["engine"] == name)
+        axes[0].plot([n for n, _ in pts], [r["search_p50_ms"] for _, r in pts], marker="s", ls="--", label=f"lexical {name}")
+        axes[2].plot([n for n, _ in pts], [r["update_3_chunks_s"] for _, r in pts], marker="s", ls="--", label=f"lexical {name}")
+    axes[0].set_title("search p50 (ms; vectors at recall@10 >= 0.95)")
+    axes[1].set_title("vector index size (MB)")
+    axes[2].set_title("one-article update, lexical (s)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("chunks")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = RESULTS.parent / "plots" / "scale.png"  # tracked, for BENCHMARKS.md (results/ is not)
+    out.parent.mkdir(exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=("real", "vectors", "lexical", "plot"))
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--kinds", default="flat,ivf_flat,ivf_sq8,hnsw")
+    parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="largest size HNSW is built at")
+    parser.add_argument("--engines", default="bm25s,tantivy")
+    parser.add_argument("--embedding-backend", default="onnx-int8",
+                        help="for the real chunks (default onnx-int8, the fastest on these CPUs)")
+    args = parser.parse_args()
+    SCALE_DIR.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.part == "real":
+        result = build_real(args.embedding_backend)
+        print(result)
+        save("scale_real", result)
+    elif args.part == "vectors":
+        save("scale_vectors", {"noise_sigma": NOISE_SIGMA, "rows": bench_vectors(sizes, args.kinds.split(","), args.hnsw_max)})
+    elif args.part == "lexical":
+        save("scale_lexical", {"rows": bench_lexical(sizes, args.engines.split(","))})
+    else:
+        print(plot())
+
+
+if __name__ == "__main__":
+    main()
