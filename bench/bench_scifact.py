@@ -68,7 +68,8 @@ def _evaluate(qa, work: Path, docs: Path, backend: str, queries: dict, qrels: di
         t0 = time.perf_counter()
         for qid, relevant in qrels.items():
             ranked = []
-            for p in index.retrieve(queries[qid], k=400, mode=mode):
+            # Recall@100 of documents needs more passages than a question may ask for (MAX_K).
+            for p in index.retriever.retrieve(queries[qid], k=400, mode=mode, limit=400):
                 if p.doc_id not in ranked:
                     ranked.append(p.doc_id)
             ndcg.append(ndcg_at_k(ranked, relevant, 10))

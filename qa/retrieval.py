@@ -88,12 +88,12 @@ def check_query(query: str) -> str:
     return query
 
 
-def check_k(k) -> int:
-    """``k`` as an int in 0..MAX_K: every passage asked for is embedded, scored and read."""
+def check_k(k, limit: int = MAX_K) -> int:
+    """``k`` as an int in 0..limit: every passage asked for is embedded, scored and read."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise QuestionError(f"k must be a whole number of passages, got {k!r}")
-    if k > MAX_K:
-        raise QuestionError(f"k is at most {MAX_K} passages, got {k}")
+    if k > limit:
+        raise QuestionError(f"k is at most {limit} passages, got {k}")
     return int(k)
 
 
@@ -118,9 +118,11 @@ class Retriever:
         return self.store.lexical.idf(terms)
 
     def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid",
-                 candidates: int | None = None) -> list[Passage]:
+                 candidates: int | None = None, limit: int = MAX_K) -> list[Passage]:
+        """``limit`` bounds ``k`` (MAX_K for questions from outside; an evaluation that ranks
+        hundreds of passages raises it explicitly)."""
         query = check_query(query)
-        k = check_k(k)
+        k = check_k(k, limit)
         if k <= 0:
             return []
         if mode not in MODES:
