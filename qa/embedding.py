@@ -12,8 +12,8 @@ built with, and is always queried with it):
 - ``onnx``: the same model exported to ONNX once and run by onnxruntime (``qa/onnx_models.py``):
   the same vectors to within 1e-5;
 - ``onnx-int8``: that export with its MatMuls in dynamic int8: vectors that differ slightly.
-BENCHMARKS.md gives the speed and SciFact nDCG of each: on long chunks neither is faster than
-torch on these CPUs yet.
+Both run a graph fused by onnxruntime's transformer optimizer. BENCHMARKS.md gives the speed
+and SciFact nDCG of each: ``onnx-int8`` builds 1.46x as fast as torch, with the same fused nDCG@10.
 """
 from __future__ import annotations
 
