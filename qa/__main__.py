@@ -6,6 +6,7 @@ import json
 import sys
 
 from .embedding import BACKENDS
+from .engines import ENGINES
 from .vectors import INDEX_TYPES
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--embedding-backend", default=None, choices=BACKENDS,
                          help="how chunks and questions are embedded (new or rebuilt index; default torch "
                               "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")
-    p_index.add_argument("--engine", default="local", choices=["local", "ray"],
+    p_index.add_argument("--engine", default="local", choices=list(ENGINES),
                          help="read, chunk and embed here (local) or on Ray Data (a local instance, or the "
                               "cluster at $RAY_ADDRESS; needs the [ray] extra); both write the same index")
     p_index.add_argument("--workers", type=int, default=None, help="ray: embedding actors (default: one per CPU)")

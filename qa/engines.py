@@ -50,12 +50,16 @@ class LocalEngine:
             per_doc.append(chunker.split(doc))
         texts = [c.text for chunks in per_doc for c in chunks]
         notify(0, len(texts), f"embedding {len(texts)} chunks")
-        vectors = encode(texts)
-        out, at = [], 0
-        for chunks in per_doc:
-            out.append((chunks, vectors[at:at + len(chunks)]))
-            at += len(chunks)
-        return out
+        return _by_document(per_doc, encode(texts))
+
+
+def _by_document(per_doc: list[list[Chunk]], vectors: np.ndarray) -> list[tuple[list[Chunk], np.ndarray]]:
+    """Each document's chunks with their rows of ``vectors`` (embedded in that order, all together)."""
+    out, at = [], 0
+    for chunks in per_doc:
+        out.append((chunks, vectors[at:at + len(chunks)]))
+        at += len(chunks)
+    return out
 
 
 class _ChunkAndEmbed:
@@ -75,10 +79,7 @@ class _ChunkAndEmbed:
         per_doc = [self.chunker.split(doc) for doc in docs]
         texts = [c.text for chunks in per_doc for c in chunks]
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dimension), np.float32)
-        out, at = [], 0
-        for chunks in per_doc:
-            out.append(pickle.dumps((chunks, vectors[at:at + len(chunks)])))
-            at += len(chunks)
+        out = [pickle.dumps(part) for part in _by_document(per_doc, vectors)]
         return {"position": batch["position"], "result": np.array(out, dtype=object)}
 
 
