@@ -30,14 +30,13 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import EVALDATA, RESULTS, require, save
+from common import EVALDATA, RESULTS, percentiles, require, save
 
 SCALE_DIR = Path(os.environ.get("QA_SCALE_DIR", Path.home() / ".cache" / "qa" / "scale"))
 REAL_INDEX = SCALE_DIR / "real_index"
@@ -191,8 +190,8 @@ def latencies(index, queries: np.ndarray, k: int = 50) -> tuple[float, float]:
         t0 = time.perf_counter()
         index.search(q.reshape(1, -1), k)
         seconds.append(time.perf_counter() - t0)
-    seconds.sort()
-    return 1000 * statistics.median(seconds), 1000 * seconds[int(0.95 * (len(seconds) - 1))]
+    stats = percentiles(seconds)
+    return stats["p50_ms"], stats["p95_ms"]
 
 
 def bench_vectors(sizes: list[int], kinds: list[str], hnsw_max: int) -> list[dict]:
@@ -353,14 +352,13 @@ def bench_lexical(sizes: list[int], engines: list[str]) -> list[dict]:
                         t1 = time.perf_counter()
                         engine.search(q)
                         seconds.append(time.perf_counter() - t1)
-                seconds.sort()
+                stats = percentiles(seconds)
                 t2 = time.perf_counter()
                 engine.update(texts[:3], folder)
                 update_s = time.perf_counter() - t2
                 size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
                 row = {"chunks": n, "engine": name, "build_s": round(build_s, 1),
-                       "search_p50_ms": round(1000 * statistics.median(seconds), 2),
-                       "search_p95_ms": round(1000 * seconds[int(0.95 * (len(seconds) - 1))], 2),
+                       "search_p50_ms": stats["p50_ms"], "search_p95_ms": stats["p95_ms"],
                        "update_3_chunks_s": round(update_s, 2), "on_disk_mb": round(size / 2**20, 1),
                        "process_peak_rss_mb": round(peak_rss_mb())}
                 rows.append(row)
