@@ -4,9 +4,16 @@ chunks on this machine, measured at 10k, 100k and 1M chunks.
     python bench/bench_scale.py real [--embedding-backend onnx-int8]   # index >= 50,000 real chunks (cached)
     python bench/bench_scale.py vectors [--sizes 10000,100000,1000000] [--kinds flat,ivf_flat,ivf_sq8,hnsw]
     python bench/bench_scale.py lexical [--sizes ...] [--engines bm25s,tantivy]
+    python bench/bench_scale.py store [--sizes ...]   # the whole store: build, load, memory, retrieve, updates
     python bench/bench_scale.py plot                 # bench/plots/scale.png from the saved results
 
-Needs the ``bench`` extra (``pip install -e ".[bench]"``: tantivy, matplotlib).
+The plot needs the ``bench`` extra (``pip install -e ".[bench]"``: matplotlib).
+
+Store part: the whole index as ``qa`` writes and loads it (segments, IVF-SQ8, tantivy, manifest),
+built by the store's own write path from the grown rows (``write_grown_index``: no reading or
+embedding, which the real part measures), then loaded in a fresh process that times ``retrieve``
+(hybrid, the question embedded each time; unfiltered, by date, by document) and reports its
+memory, and updated one article at a time through ``sync(..., changed=[file])``.
 
 Real part: BBC News, Reuters-21578, SciFact abstracts, SQuAD v1.1 dev and SQuADShifts contexts are
 written as JSONL into a temporary documents folder and indexed by ``qa.store.sync`` (the real
@@ -89,23 +96,45 @@ def build_real(backend: str) -> dict:
             "chunks_per_s": round(summary.total_chunks / seconds, 1)}
 
 
+def real_parts() -> tuple[list, list, np.ndarray]:
+    """(documents, chunk rows, vectors) of the real index, each document's rows together."""
+    from qa.segments import ChunkRow
+    from qa.store import Store
+    from qa.types import Document
+
+    manifest = json.loads((require(REAL_INDEX) / "manifest.json").read_text())
+    if manifest["format_version"] == 1:  # indexed before the segmented store (session 7): read its files
+        import faiss
+
+        gen = REAL_INDEX / manifest["generation"]
+        with open(gen / "documents.jsonl", encoding="utf-8") as fh:
+            documents = {d.doc_id: d for d in (Document(**json.loads(line)) for line in fh)}
+        with open(gen / "chunks.jsonl", encoding="utf-8") as fh:
+            rows = [ChunkRow(r["vector_id"], r["chunk_id"], r["doc_id"], r["start"], r["end"],
+                             tuple(tuple(x) for x in r["sentences"])) for r in map(json.loads, fh)]
+        index = faiss.read_index(str(gen / "vectors.faiss"))
+        vectors = np.vstack([index.reconstruct(r.vector_id) for r in rows])
+    else:
+        store = Store.load(REAL_INDEX, vectors=False)
+        documents = dict(store.documents.items())
+        rows = list(store.rows)
+        vectors = store.stored_vectors(store.vector_ids)
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r.doc_id, i)
+    order = sorted(range(len(rows)), key=lambda i: (first[rows[i].doc_id], i))
+    return [documents[d] for d in first], [rows[i] for i in order], vectors[order].astype(np.float32)
+
+
 def load_real() -> tuple[np.ndarray, list[str]]:
     """(vectors, chunk texts) of the real index, in row order."""
-    from qa.store import Store
-
-    store = Store.load(require(REAL_INDEX))
-    vectors = store.vectors.vectors(store.vector_ids)
-    texts = [store.documents[r.doc_id].text[r.start:r.end] for r in store.rows]
-    return vectors.astype(np.float32), texts
+    documents, rows, vectors = real_parts()
+    by_id = {d.doc_id: d for d in documents}
+    return vectors, [by_id[r.doc_id].text[r.start:r.end] for r in rows]
 
 
-def query_vectors() -> np.ndarray:
-    from qa import models
-    from qa.store import Store
-
-    cache = SCALE_DIR / "queries.npy"
-    if cache.exists():
-        return np.load(cache)
+def query_texts() -> list[str]:
+    """1,000 SQuADShifts questions (seeded sample) and the 300 SciFact test claims."""
     questions = []
     data = json.loads(require(EVALDATA / "qa-train" / "squadshifts" / "new_wiki_v1.0.json").read_text())["data"]
     for article in data:
@@ -116,10 +145,18 @@ def query_vectors() -> np.ndarray:
     with open(require(EVALDATA / "beir-scifact" / "queries.jsonl"), encoding="utf-8") as fh:
         scifact = {json.loads(line)["_id"]: json.loads(line)["text"] for line in fh}
     test_ids = [line.split("\t")[0] for line in (EVALDATA / "beir-scifact" / "qrels" / "test.tsv").read_text().splitlines()[1:]]
-    questions += [scifact[i] for i in dict.fromkeys(test_ids) if i in scifact]
-    store = Store.load(REAL_INDEX)
-    embedder = models.embedder(store.model, store.embedding_backend)
-    queries = embedder.encode(questions).astype(np.float32)
+    return questions + [scifact[i] for i in dict.fromkeys(test_ids) if i in scifact]
+
+
+def query_vectors() -> np.ndarray:
+    from qa import models
+
+    cache = SCALE_DIR / "queries.npy"
+    if cache.exists():
+        return np.load(cache)
+    manifest = json.loads((require(REAL_INDEX) / "manifest.json").read_text())
+    embedder = models.embedder(manifest["model"], manifest.get("embedding_backend", "torch"))
+    queries = embedder.encode(query_texts()).astype(np.float32)
     np.save(cache, queries)
     return queries
 
@@ -369,6 +406,166 @@ def bench_lexical(sizes: list[int], engines: list[str]) -> list[dict]:
     return rows
 
 
+# ---- the whole store: build, load, retrieve with filters, one-article updates --------------
+def grown_collection(n: int, docs_dir: Path) -> tuple[list, list, np.ndarray]:
+    """Whole documents up to ``n`` chunk rows: the real ones, then copies (``<id>~<c>``, the same
+    text and chunk offsets) whose vectors are the real ones plus noise, as in ``grown_vectors``.
+    Every document gets a date (real ones have none): a seeded one between 2000 and 2020, so that
+    date filters have something to select. ``source_path`` names a file in ``docs_dir`` that
+    is written only for the documents an update touches."""
+    from dataclasses import replace
+
+    from qa.segments import ChunkRow
+
+    documents, rows, real = real_parts()
+    rows_of: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        rows_of.setdefault(r.doc_id, []).append(i)
+    rng = np.random.default_rng(SEED)
+    days = rng.integers(0, 21 * 365, size=len(documents) * (1 + n // max(len(rows), 1)) + 1)
+    out_docs, out_rows, source = [], [], []
+    copy = 0
+    while len(out_rows) < n:
+        for d in documents:
+            if len(out_rows) >= n:
+                break
+            doc_id = d.doc_id if copy == 0 else f"{d.doc_id}~{copy}"
+            date = str(np.datetime64("2000-01-01") + np.timedelta64(int(days[len(out_docs)]), "D"))
+            out_docs.append(replace(d, doc_id=doc_id, date=date, source_path=str(docs_dir / f"{doc_id}.txt"),
+                                    sha256=f"synthetic:{doc_id}"))
+            for i, r in enumerate(rows_of[d.doc_id]):
+                row = rows[r]
+                out_rows.append(ChunkRow(len(out_rows), f"{doc_id}#{i}", doc_id, row.start, row.end, row.sentences))
+                source.append(r)
+        copy += 1
+    source = np.asarray(source)
+    vectors = real[source]
+    copies = np.arange(len(source)) >= len(rows)
+    for start in range(0, len(source), 100_000):
+        block = slice(start, min(len(source), start + 100_000))
+        noisy = copies[block]
+        if noisy.any():
+            v = vectors[block][noisy] + rng.normal(0, NOISE_SIGMA, (int(noisy.sum()), real.shape[1])).astype(np.float32)
+            vectors[block][noisy] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out_docs, out_rows, vectors
+
+
+def write_grown_index(index_dir: Path, documents: list, rows: list, vectors: np.ndarray) -> float:
+    """The store's own write path (``_write_generation``: segment, vector index, tantivy,
+    manifest) over rows that are already chunked and embedded; seconds taken."""
+    from dataclasses import asdict
+
+    from qa.chunking import ChunkerSettings
+    from qa.segments import NewRows
+    from qa.store import FORMAT_VERSION, _write_generation
+
+    manifest = json.loads((REAL_INDEX / "manifest.json").read_text())
+    settings = {"format_version": FORMAT_VERSION, "model": manifest["model"],
+                "embedding_backend": manifest.get("embedding_backend", "torch"), "dimension": int(vectors.shape[1]),
+                "chunker": manifest.get("chunker") or asdict(ChunkerSettings()), "requested_index_type": "auto",
+                "next_vector_id": len(rows)}
+    shutil.rmtree(index_dir, ignore_errors=True)
+    index_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    _write_generation(index_dir, None, None, settings, {}, NewRows(documents, rows, vectors),
+                      np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return time.perf_counter() - t0
+
+
+def serve(index_dir: Path) -> dict:
+    """In a fresh process: load the index as the app does, then time ``retrieve`` (hybrid, k=5,
+    the question embedded each time) on 300 real questions, unfiltered and with filters."""
+    import qa
+
+    t0 = time.perf_counter()
+    index = qa.Index.load(index_dir)
+    load_s = time.perf_counter() - t0
+    texts = query_texts()[:300]
+    rng = np.random.default_rng(SEED)
+    some_docs = [str(d) for d in rng.choice(index.store.doc_ids, 20, replace=False)]
+    variants = {"none": None, "dates (2 of 21 years)": {"date_from": "2005-01-01", "date_to": "2006-12-31"},
+                "20 documents": {"doc_ids": some_docs}}
+    for q in texts[:5]:
+        index.retrieve(q, k=5)  # warm-up: the query model's first runs
+    out = {"chunks": len(index.store), "documents": len(index.store.doc_ids), "load_s": round(load_s, 1),
+           "segments": len(index.store.segments), "latency": {}}
+    for name, filters in variants.items():
+        seconds = []
+        for q in texts:
+            t1 = time.perf_counter()
+            index.retrieve(q, k=5, filters=filters)
+            seconds.append(time.perf_counter() - t1)
+        out["latency"][name] = percentiles(seconds)
+    for mode in ("dense", "lexical"):
+        seconds = []
+        for q in texts:
+            t1 = time.perf_counter()
+            index.retrieve(q, k=5, mode=mode)
+            seconds.append(time.perf_counter() - t1)
+        out["latency"][f"{mode} only"] = percentiles(seconds)
+    status = Path("/proc/self/status").read_text()
+    out["rss_mb"] = round(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    out["peak_rss_mb"] = round(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+    return out
+
+
+def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
+    """One-article add, change and delete through ``sync(..., changed=[file])``, the embedder
+    loaded once beforehand (as in a running service); each ``repeats`` times, median seconds."""
+    import qa
+    from qa import models
+    from qa.store import sync
+
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    embedder = models.embedder(manifest["model"], manifest.get("embedding_backend", "torch"))
+    embedder.encode(["warm-up"])
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    ids = sorted(manifest["documents"])
+    rng = np.random.default_rng(SEED)
+    picks = [ids[int(i)] for i in rng.choice(len(ids), 2 * repeats, replace=False)]
+    text = ("Oil prices rose on Monday after producers agreed to extend output cuts into next year, "
+            "traders said, while analysts warned that demand in Asia remained weak. ") * 12
+    timings: dict[str, list[float]] = {"add": [], "change": [], "delete": []}
+    for i in range(repeats):
+        path = docs_dir / f"zz_added_{i}.txt"
+        path.write_text(f"Added article {i}\n\n{text}", encoding="utf-8")
+        changed = docs_dir / f"{picks[i]}.txt"
+        changed.write_text(f"Changed article {i}\n\n{text}", encoding="utf-8")
+        for kind, target in (("add", path), ("change", changed), ("delete", docs_dir / f"{picks[repeats + i]}.txt")):
+            t0 = time.perf_counter()
+            summary = sync(docs_dir, index_dir, changed=[target], embedder=embedder)
+            timings[kind].append(time.perf_counter() - t0)
+            assert summary.changed, (kind, summary)
+    index = qa.Index.load(index_dir)
+    found = index.retrieve("Added article 0 oil prices output cuts", k=10, mode="lexical")
+    return {kind: {"median_s": round(float(np.median(t)), 2), "max_s": round(max(t), 2)} for kind, t in timings.items()} | {
+        "added_article_found": any(p.doc_id == "zz_added_0" for p in found),
+        "segments_after": len(json.loads((index_dir / "manifest.json").read_text())["segments"])}
+
+
+def bench_store(sizes: list[int]) -> list[dict]:
+    import subprocess
+    import sys
+
+    out = []
+    for n in sizes:
+        work = SCALE_DIR / f"store_{n}"
+        docs_dir = work / "documents"
+        shutil.rmtree(work, ignore_errors=True)
+        documents, rows, vectors = grown_collection(n, docs_dir)
+        build_s = write_grown_index(work / "index", documents, rows, vectors)
+        del documents, rows, vectors
+        gc.collect()
+        disk = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
+        done = subprocess.run([sys.executable, __file__, "serve", "--index", str(work / "index")],
+                              capture_output=True, text=True, check=True)
+        row = {"chunks_asked": n, "build_s": round(build_s, 1), "on_disk_mb": round(disk / 2**20),
+               **json.loads(done.stdout.strip().splitlines()[-1]), "updates": updates(work / "index", docs_dir)}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
 # ---- plot -------------------------------------------------------------------------------
 def plot() -> Path:
     import matplotlib
@@ -410,7 +607,8 @@ def plot() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=("real", "vectors", "lexical", "plot"))
+    parser.add_argument("part", choices=("real", "vectors", "lexical", "store", "serve", "plot"))
+    parser.add_argument("--index", default=None, help="serve: the index folder to load")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--kinds", default="flat,ivf_flat,ivf_sq8,hnsw")
     parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="largest size HNSW is built at")
@@ -428,6 +626,10 @@ def main() -> None:
         save("scale_vectors", {"noise_sigma": NOISE_SIGMA, "rows": bench_vectors(sizes, args.kinds.split(","), args.hnsw_max)})
     elif args.part == "lexical":
         save("scale_lexical", {"rows": bench_lexical(sizes, args.engines.split(","))})
+    elif args.part == "store":
+        save("scale_store", {"noise_sigma": NOISE_SIGMA, "rows": bench_store(sizes)})
+    elif args.part == "serve":
+        print(json.dumps(serve(Path(args.index))))
     else:
         print(plot())
 

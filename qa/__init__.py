@@ -60,19 +60,21 @@ def default_documents_dir() -> str:
 def update_index(documents_dir: str | Path | None = None, index_dir: str | Path | None = None, rebuild: bool = False,
                  progress=None, model: str | None = None, index_type: str = "auto",
                  embedding_backend: str | None = None, engine: str = "local",
-                 workers: int | None = None) -> UpdateSummary:
+                 workers: int | None = None, changed: list[str | Path] | None = None) -> UpdateSummary:
     """Bring ``index_dir`` up to date with ``documents_dir``: new and changed documents are embedded,
     removed ones dropped, unchanged ones cost nothing. The write is atomic.
 
     ``progress``: optional ``callable(done, total, message)``. ``embedding_backend``: ``torch``,
     ``onnx`` or ``onnx-int8`` for a new or rebuilt index (an existing one keeps its own).
     ``engine``: ``local`` or ``ray`` (Ray Data, ``workers`` embedding actors; ``qa/engines.py``).
+    ``changed``: only these files of ``documents_dir`` (new, edited or deleted) are brought up to
+    date; the other documents are taken as unchanged without reading their files.
     """
     from .engines import get_engine
     global _default
     summary = _sync(documents_dir or default_documents_dir(), index_dir or default_index_dir(), rebuild=rebuild,
                     progress=progress, model=model, index_type=index_type, embedding_backend=embedding_backend,
-                    engine=get_engine(engine, **({"workers": workers} if workers else {})))
+                    engine=get_engine(engine, **({"workers": workers} if workers else {})), changed=changed)
     with _default_lock:
         if _default is not None and Path(index_dir or default_index_dir()).resolve() == _default.directory.resolve():
             _default = None  # the next module-level call loads the new generation

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="read, chunk and embed here (local) or on Ray Data (a local instance, or the "
                               "cluster at $RAY_ADDRESS; needs the [ray] extra); both write the same index")
     p_index.add_argument("--workers", type=int, default=None, help="ray: embedding actors (default: one per CPU)")
+    p_index.add_argument("--changed", nargs="+", default=None, metavar="FILE",
+                         help="update only these files of the documents folder (new, edited or deleted) and take "
+                              "the others as unchanged without reading them: for large archives")
 
     p_ask = sub.add_parser("ask", help="answer a question with citations")
     p_ask.add_argument("question")
@@ -84,7 +87,7 @@ def _index(args) -> int:
     # No callback: the embedding step draws its own progress bar on the terminal for long runs.
     summary = qa.update_index(args.documents, args.index, rebuild=args.rebuild,
                               model=args.model, index_type=args.index_type, embedding_backend=args.embedding_backend,
-                              engine=args.engine, workers=args.workers)
+                              engine=args.engine, workers=args.workers, changed=args.changed)
     for path, reason in summary.skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print(

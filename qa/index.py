@@ -73,4 +73,4 @@ class Index:
         return len(self.store.documents)
 
     def __repr__(self) -> str:
-        return f"Index({str(self.directory)!r}, documents={len(self.store.documents)}, chunks={len(self.store.rows)}, model={self.store.model!r})"
+        return f"Index({str(self.directory)!r}, documents={len(self.store.documents)}, chunks={len(self.store)}, model={self.store.model!r})"

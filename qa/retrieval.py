@@ -53,18 +53,25 @@ class Filters:
         )
 
     def document_mask(self, doc_ids: np.ndarray, dates: np.ndarray) -> np.ndarray:
-        """Which documents pass, given their ids and ISO dates ("" for none) as string arrays: those
-        named by ``doc_ids`` (when given) whose date lies in the range (when one is given; a
-        document without a date is then left out)."""
-        mask = np.ones(len(doc_ids), dtype=bool)
+        """Which documents pass, given their ids (a sorted string array) and dates (YYYYMMDD
+        integers, 0 for none): those named by ``doc_ids`` (when given) whose date lies in the range
+        (when one is given; a document without a date is then left out). Named documents are
+        looked up by binary search, not compared with every id: at half a million documents
+        that took 130 ms a question."""
         if self.doc_ids is not None:
-            mask &= np.isin(doc_ids, np.array(sorted(self.doc_ids), dtype=str))
+            wanted = np.array(sorted(self.doc_ids), dtype=str)
+            at = np.minimum(np.searchsorted(doc_ids, wanted), max(len(doc_ids) - 1, 0))
+            mask = np.zeros(len(doc_ids), dtype=bool)
+            if len(doc_ids):
+                mask[at[doc_ids[at] == wanted]] = True
+        else:
+            mask = np.ones(len(doc_ids), dtype=bool)
         if self.date_from or self.date_to:
-            mask &= dates != ""
+            mask &= dates > 0
             if self.date_from:
-                mask &= dates >= self.date_from
+                mask &= dates >= int(self.date_from.replace("-", ""))
             if self.date_to:
-                mask &= dates <= self.date_to
+                mask &= dates <= int(self.date_to.replace("-", ""))
         return mask
 
 
@@ -108,7 +115,7 @@ class Retriever:
         """``retrieve``'s passages with what reading them needs: their documents' text and sentences."""
         out = []
         for passage in self.retrieve(query, k=k, filters=filters):
-            row = self.store.row_of_chunk[passage.chunk_id]
+            row = self.store.chunk_row(passage.chunk_id)
             # A chunk stored without sentence offsets is read whole (``reading_windows`` falls back to the passage).
             out.append(Source(passage, self.store.documents[passage.doc_id].text, list(row.sentences)))
         return out
@@ -128,30 +135,29 @@ class Retriever:
         if mode not in MODES:
             raise QuestionError(f"mode must be one of {MODES}, got {mode!r}")
         store = self.store
-        if not store.rows:
+        if not len(store):
             return []
         parsed = Filters.parse(filters)
         allowed_rows = self._allowed_rows(parsed)
         if allowed_rows is not None and not allowed_rows.any():
             return []
-        n = min(len(store.rows), candidates or max(50, 10 * k))
+        n = min(len(store), candidates or max(50, 10 * k))
 
         ranked: list[list[int]] = []
         raw: dict[str, dict[int, float]] = {}
         if mode in ("hybrid", "dense"):
             allowed_ids = store.vector_ids[allowed_rows] if allowed_rows is not None else None
             ids, scores = store.vectors.search(self.embedder.encode_query(query), n, allowed_ids)
-            rows = [store.row_of_vector[int(i)] for i in ids]
+            rows = store.rows_of_vectors(ids).tolist()
             ranked.append(rows)
             raw["dense"] = dict(zip(rows, scores.tolist()))
         if mode in ("hybrid", "lexical"):
-            bm25 = store.lexical.scores(query)
-            if allowed_rows is not None:
-                bm25 = np.where(allowed_rows, bm25, 0.0)
-            top = _top(bm25, n)
-            rows = [int(r) for r in top if bm25[r] > 0]
+            # The lexical index applies the same filters itself (documents by id, dates by range).
+            ids, scores = store.lexical.search(query, n, *(
+                (parsed.doc_ids, parsed.date_from, parsed.date_to) if parsed else ()))
+            rows = store.rows_of_vectors(ids).tolist()
             ranked.append(rows)
-            raw["lexical"] = {r: float(bm25[r]) for r in rows}
+            raw["lexical"] = dict(zip(rows, scores.tolist()))
 
         if mode == "hybrid":
             fused = reciprocal_rank_fusion(ranked)
@@ -167,7 +173,7 @@ class Retriever:
         return filters.document_mask(store.doc_ids, store.doc_dates)[store.row_doc]
 
     def _passage(self, row_index: int, score: float) -> Passage:
-        row = self.store.rows[row_index]
+        row = self.store.row(row_index)
         doc = self.store.documents[row.doc_id]
         return Passage(
             text=doc.text[row.start:row.end], doc_id=row.doc_id, title=doc.title, date=doc.date,
@@ -182,9 +188,3 @@ def reciprocal_rank_fusion(rankings: Iterable[list[int]], k: int = RRF_K) -> dic
             fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank + 1)
     return fused
 
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    if len(scores) <= n:
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, n)[:n]
-    return part[np.argsort(-scores[part], kind="stable")]

@@ -1,21 +1,25 @@
-"""The persisted index: documents, chunks, FAISS vectors and BM25, with a manifest.
+"""The persisted index: segments of documents, chunks and vectors, BM25 in tantivy, and a manifest.
 
 Layout of ``index/``::
 
-    manifest.json        format version, model, dimension, chunker settings, per-document
-                         hashes and chunk counts, counts, and the generation in use
-    gen-000007/          one complete, immutable generation
-        documents.jsonl  cleaned text and metadata of every document
-        chunks.jsonl     chunk rows: vector id, chunk id, document, offsets, sentence offsets
-        tokens.jsonl     BM25 terms of each chunk row (read only when updating)
-        vectors.faiss    FAISS index keyed by vector id
-        lexical/         bm25s index over the chunk rows
+    manifest.json         format version, model, dimension, chunker settings, the segments in use,
+                          each document's hash, chunk count and segment, and the generation in use
+    segments/seg-000004/  one batch of documents with their chunk rows and vectors, written once
+                          and never changed (``qa/segments.py``)
+    gen-000007/           what makes one state of the index out of the segments:
+        deleted.npy       vector ids of rows whose document has since changed or gone
+        segments.json     the segments this generation uses (so cleaning up knows them)
+        lexical/          tantivy's BM25 index over the live rows (``qa/lexical.py``): hard links
+                          to the previous generation's files plus what this update changed
 
-An update writes a new generation beside the old one and then replaces ``manifest.json``
-with ``os.replace`` (atomic): a crash or Ctrl-C at any point leaves the previous manifest
-pointing at the previous, untouched generation. Old generations are deleted afterwards.
-``sync`` (one function) decides what happens to each document: unchanged documents keep
-their chunks and vectors; new and changed ones (by content hash) are chunked and embedded.
+An update writes one new segment for the documents it adds or changes, marks the rows of the
+documents it replaces or removes as deleted, writes a new generation folder, and then replaces
+``manifest.json`` with ``os.replace`` (atomic): a crash or Ctrl-C at any point leaves the previous
+manifest naming the previous generation and segments, untouched. What a one-article update writes
+does not grow with the collection (measured in ``bench/bench_scale.py``); segments of about the
+same size are merged now and then, which drops deleted rows. ``sync`` (one function) decides what
+happens to each document: unchanged documents keep their rows and vectors where they are; new and
+changed ones (by content hash) are chunked and embedded.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -35,44 +41,36 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .chunking import ChunkerSettings, sentence_spans
-from .documents import load_documents
+from .documents import LoadReport, load_documents
 from . import models
 from .embedding import Embedder, check_backend, default_backend
 from .engines import LocalEngine, get_engine
-from .lexical import LexicalIndex, tokenize
+from .lexical import LexicalIndex, LexicalRow, tokenize
+from .segments import SEGMENTS_DIR, ChunkRow, NewRows, Segment, merge_plan, segment_kind, write_segment
 from .types import Chunk, Document, UpdateSummary
-from .errors import (REBUILD_HINT, IndexBusyError, IndexDamagedError, IndexMismatchError, IndexNotFoundError,
-                     IndexStateError)
-from .vectors import VectorIndex, choose_type
+from .errors import (REBUILD_HINT, DocumentError, IndexBusyError, IndexDamagedError, IndexMismatchError,
+                     IndexNotFoundError, IndexStateError)
+from .vectors import IVF_THRESHOLD, SegmentedVectors, choose_type
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: one folder per generation holding every file (session 7 and before)
 MANIFEST = "manifest.json"
 TMP_MANIFEST = f".{MANIFEST}.tmp"
 LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 600.0  # a second writer waits this long for the first, then gives up with IndexBusyError
 # The keys ``Store.load`` and ``sync`` read; a manifest without one of them is damaged.
 REQUIRED_KEYS = ("format_version", "model", "dimension", "chunker", "index_type", "next_vector_id", "documents",
-                 "generation")
+                 "generation", "segments")
 _GENERATION = re.compile(r"gen-(\d{6,})")
+_SEGMENT = re.compile(r"seg-(\d{6,})")
 # Everything a damaged file can raise while it is parsed: faiss reports a truncated file as RuntimeError.
 _LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError)
 
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """A chunk as stored: its text is ``document.text[start:end]``; sentences are document offsets."""
-
-    vector_id: int
-    chunk_id: str
-    doc_id: str
-    start: int
-    end: int
-    sentences: tuple[tuple[int, int], ...]
+__all__ = ["ChunkRow", "DocumentInfo", "Store", "sync", "read_manifest"]
 
 
 @dataclass(frozen=True)
@@ -86,25 +84,68 @@ class DocumentInfo:
 
 
 class Store:
-    """One loaded generation of the index (read-only once loaded)."""
+    """One loaded generation of the index (read-only once loaded).
 
-    def __init__(self, directory: Path, manifest: dict, documents: dict[str, Document], rows: list[ChunkRow],
-                 vectors: VectorIndex, lexical: LexicalIndex):
+    Rows (chunks) are numbered 0..len-1 over the live rows of all segments; per row the store
+    holds arrays (vector id, segment, row in the segment, document), not objects, and documents
+    are read from their segment when asked for (``documents[doc_id]``)."""
+
+    def __init__(self, directory: Path, manifest: dict, segments: list[Segment], deleted: np.ndarray,
+                 lexical: LexicalIndex, load_vectors: bool = True):
         self.directory = directory
         self.manifest = manifest
-        self.documents = documents
-        self.rows = rows
-        self.vectors = vectors
+        self.segments = segments
+        self.deleted = deleted
         self.lexical = lexical
-        self.row_of_vector = {row.vector_id: i for i, row in enumerate(rows)}
-        self.row_of_chunk = {row.chunk_id: row for row in rows}
-        self.vector_ids = np.fromiter((r.vector_id for r in rows), dtype=np.int64, count=len(rows))
+        entries = manifest["documents"]
+        self.doc_ids = np.array(sorted(entries), dtype=str)
+        position = {doc_id: i for i, doc_id in enumerate(self.doc_ids.tolist())}
+        dates = [""] * len(position)
+        self._location: dict[str, tuple[int, int]] = {}  # document -> (segment, its place in the segment)
+        parts = []
+        self._live: list[np.ndarray] = []  # per segment, its live rows
+        for s, segment in enumerate(segments):
+            to_global = np.full(len(segment.doc_ids), -1, dtype=np.int64)
+            for j, doc_id in enumerate(segment.doc_ids):
+                entry = entries.get(doc_id)
+                if entry is not None and entry["segment"] == segment.name:
+                    to_global[j] = position[doc_id]
+                    dates[position[doc_id]] = segment.dates[j]
+                    self._location[doc_id] = (s, j)
+            live = np.flatnonzero(~np.isin(segment.vector_ids, deleted)) if len(deleted) else np.arange(len(segment))
+            self._live.append(live)
+            parts.append((np.full(len(live), s, dtype=np.int32), live, segment.vector_ids[live],
+                          to_global[segment.row_doc[live]]))
+        self.row_segment = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        self.row_local = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        self.vector_ids = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
         # Per document (sorted by id) and per row, as arrays: a filter becomes a few vectorised
         # comparisons over the documents and one gather over the rows, not a loop per question.
-        self.doc_ids = np.array(sorted(documents), dtype=str)
-        self.doc_dates = np.array([documents[d].date or "" for d in self.doc_ids.tolist()], dtype=str)
-        position = {doc_id: i for i, doc_id in enumerate(self.doc_ids.tolist())}
-        self.row_doc = np.fromiter((position[r.doc_id] for r in rows), dtype=np.int64, count=len(rows))
+        self.row_doc = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.int64)
+        # YYYYMMDD as integers (0: no date): date filters compare numbers, not strings.
+        self.doc_dates = np.array([int(d[:10].replace("-", "")) if d else 0 for d in dates], dtype=np.int32)
+        if len(self._location) != len(position) or (self.row_doc < 0).any():
+            missing = sorted(set(position) - set(self._location))[:3]
+            raise ValueError(f"the segments and the manifest disagree (documents {missing} not found, "
+                             f"{int((self.row_doc < 0).sum())} live rows of no document)")
+        counts = np.bincount(self.row_doc, minlength=len(position))
+        expected = np.array([entries[d]["chunks"] for d in self.doc_ids.tolist()], dtype=np.int64)
+        if not np.array_equal(counts, expected):
+            raise ValueError(f"{int((counts != expected).sum())} documents have another number of live rows "
+                             f"than the manifest says")
+        # A document's rows are consecutive and in chunk order: chunk "<doc>#i" is row first + i.
+        self._first_row = np.zeros(len(position), dtype=np.int64)
+        present, first = np.unique(self.row_doc, return_index=True)
+        self._first_row[present] = first
+        order = np.argsort(self.vector_ids, kind="stable")
+        self._sorted_ids = self.vector_ids[order]
+        self._row_of_sorted = order
+        self.documents = _Documents(self)
+        self.rows = _Rows(self)
+        self._vectors = None
+        self._vectors_lock = threading.Lock()
+        if load_vectors:
+            self._vectors = self._load_vectors()
 
     @property
     def model(self) -> str:
@@ -112,20 +153,74 @@ class Store:
 
     @property
     def embedding_backend(self) -> str:
-        """How the vectors were computed (``qa/embedding.py``); queries use the same. Indexes
-        written before backends existed were all built with torch."""
+        """How the vectors were computed (``qa/embedding.py``); queries use the same."""
         return self.manifest.get("embedding_backend", "torch")
 
+    def __len__(self) -> int:
+        return len(self.vector_ids)
+
+    @property
+    def vectors(self) -> SegmentedVectors:
+        """The vector indexes of all segments (loaded with the store, or on first use by an update)."""
+        with self._vectors_lock:
+            if self._vectors is None:
+                self._vectors = self._load_vectors()
+            return self._vectors
+
+    def _load_vectors(self) -> SegmentedVectors:
+        try:
+            parts = [segment.vector_index(live) for segment, live in zip(self.segments, self._live)]
+        except _LOAD_ERRORS as exc:
+            raise IndexDamagedError(f"index at {self.directory} is damaged ({_short(exc)}); {REBUILD_HINT}") from exc
+        return SegmentedVectors(parts, int(self.manifest["next_vector_id"]))
+
+    def row(self, i: int) -> ChunkRow:
+        segment = self.segments[int(self.row_segment[i])]
+        local = int(self.row_local[i])
+        doc = int(self.row_doc[i])
+        doc_id = str(self.doc_ids[doc])
+        return ChunkRow(int(self.vector_ids[i]), f"{doc_id}#{i - int(self._first_row[doc])}", doc_id,
+                        int(segment.starts[local]), int(segment.ends[local]), segment.row_sentences(local))
+
+    def chunk_row(self, chunk_id: str) -> ChunkRow:
+        doc_id, _, ordinal = chunk_id.rpartition("#")
+        if doc_id not in self._location or not ordinal.isdigit():
+            raise KeyError(chunk_id)
+        doc = int(np.searchsorted(self.doc_ids, doc_id))
+        if int(ordinal) >= self.manifest["documents"][doc_id]["chunks"]:
+            raise KeyError(chunk_id)
+        return self.row(int(self._first_row[doc]) + int(ordinal))
+
+    def rows_of_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each vector id (ids of rows this generation holds)."""
+        at = np.searchsorted(self._sorted_ids, ids)
+        return self._row_of_sorted[np.minimum(at, len(self._sorted_ids) - 1)]
+
+    def stored_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The exact float32 vectors of ``ids``, read from the segments (not from the search index)."""
+        rows = self.rows_of_vectors(np.asarray(ids, dtype=np.int64))
+        out = np.zeros((len(rows), int(self.manifest["dimension"])), np.float32)
+        for s, segment in enumerate(self.segments):
+            mine = np.flatnonzero(self.row_segment[rows] == s)
+            if len(mine):
+                out[mine] = segment.stored_vectors()[self.row_local[rows[mine]]]
+        return out
+
     def document_infos(self) -> list[DocumentInfo]:
-        per_doc = self.manifest["documents"]
-        return [
-            DocumentInfo(d.doc_id, d.title, d.date, per_doc[d.doc_id]["chunks"], d.source_path, len(d.text))
-            for d in sorted(self.documents.values(), key=lambda d: d.doc_id)
-        ]
+        entries = self.manifest["documents"]
+        out = []
+        for doc_id in self.doc_ids.tolist():
+            s, j = self._location[doc_id]
+            segment = self.segments[s]
+            out.append(DocumentInfo(doc_id, segment.titles[j], segment.dates[j] or None, entries[doc_id]["chunks"],
+                                    entries[doc_id]["source_path"], segment.chars[j]))
+        return out
 
     # ---- loading -----------------------------------------------------------------------
     @classmethod
-    def load(cls, index_dir: str | Path, model: str | None = None) -> "Store":
+    def load(cls, index_dir: str | Path, model: str | None = None, vectors: bool = True) -> "Store":
+        """Load the generation the manifest names; ``vectors=False`` leaves the vector indexes for
+        their first use (an update needs none of them)."""
         directory = Path(index_dir)
         manifest = read_manifest(directory)
         check_compatible(manifest, directory, model)
@@ -134,28 +229,56 @@ class Store:
             raise IndexDamagedError(f"index at {directory} is damaged (its generation {manifest['generation']} is "
                                     f"missing); {REBUILD_HINT}")
         try:
-            documents = {}
-            with open(gen / "documents.jsonl", encoding="utf-8") as fh:
-                for line in fh:
-                    doc = Document(**json.loads(line))
-                    documents[doc.doc_id] = doc
-            rows = []
-            with open(gen / "chunks.jsonl", encoding="utf-8") as fh:
-                for line in fh:
-                    r = json.loads(line)
-                    rows.append(ChunkRow(r["vector_id"], r["chunk_id"], r["doc_id"], r["start"], r["end"],
-                                         tuple(tuple(s) for s in r["sentences"])))
-            vectors = VectorIndex.load(gen / "vectors.faiss", manifest["index_type"])
-            lexical = LexicalIndex.load(gen / "lexical")
+            segments = [Segment(directory / SEGMENTS_DIR / info["name"], info) for info in manifest["segments"]]
+            deleted = np.sort(np.load(gen / "deleted.npy"))
+            lexical = LexicalIndex.open(gen / "lexical")
+            store = cls(directory, manifest, segments, deleted, lexical, load_vectors=vectors)
+            n_lexical = lexical.size
+        except IndexDamagedError:
+            raise
         except _LOAD_ERRORS as exc:
             raise IndexDamagedError(f"index at {directory} is damaged ({_short(exc)}); {REBUILD_HINT}") from exc
-        if len(vectors) != len(rows) or lexical.size != len(rows) or set(manifest["documents"]) != set(documents):
-            raise IndexDamagedError(
-                f"index at {directory} is inconsistent ({len(rows)} chunks, {len(vectors)} vectors, "
-                f"{lexical.size} BM25 rows, {len(documents)} documents for {len(manifest['documents'])} in the "
-                f"manifest); {REBUILD_HINT}"
-            )
-        return cls(directory, manifest, documents, rows, vectors, lexical)
+        if n_lexical != len(store):
+            raise IndexDamagedError(f"index at {directory} is inconsistent ({len(store)} chunks, {n_lexical} BM25 rows); "
+                                    f"{REBUILD_HINT}")
+        return store
+
+
+class _Documents(Mapping):
+    """The store's documents by id, each read from its segment when asked for."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __getitem__(self, doc_id: str) -> Document:
+        s, j = self._store._location[doc_id]
+        return self._store.segments[s].document(j)
+
+    def __contains__(self, doc_id) -> bool:
+        return doc_id in self._store._location
+
+    def __iter__(self):
+        return iter(self._store.doc_ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self._store.doc_ids)
+
+
+class _Rows(Sequence):
+    """The store's chunk rows as ``ChunkRow``s, made when asked for."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._store.row(j) for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._store.row(i % len(self))
 
 
 def read_manifest(directory: Path) -> dict:
@@ -178,6 +301,10 @@ def read_manifest(directory: Path) -> dict:
         raise IndexDamagedError(f"{path} is damaged (bad generation {str(manifest['generation'])[:40]!r}); {REBUILD_HINT}")
     if not isinstance(manifest["documents"], dict) or not isinstance(manifest["chunker"], dict):
         raise IndexDamagedError(f"{path} is damaged (documents or chunker is not an object); {REBUILD_HINT}")
+    segments = manifest["segments"]
+    if not isinstance(segments, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) and _SEGMENT.fullmatch(s["name"]) for s in segments):
+        raise IndexDamagedError(f"{path} is damaged (bad segment list); {REBUILD_HINT}")
     return manifest
 
 
@@ -215,8 +342,14 @@ def sync(
     lock_timeout: float = LOCK_TIMEOUT_S,
     embedding_backend: str | None = None,
     engine: "str | LocalEngine" = "local",
+    changed: "list[str | Path] | None" = None,
 ) -> UpdateSummary:
     """Bring the index in ``index_dir`` up to date with the files in ``documents_dir``.
+
+    ``changed`` (files of ``documents_dir``, new, edited or deleted) brings only those files up
+    to date and takes every other document as unchanged without reading its file: for an
+    archive whose keeper knows what changed, an update then costs what the changed files cost,
+    not a pass over the whole folder.
 
     ``rebuild`` re-embeds everything and never reads the old manifest or generations, so it
     repairs an index folder in any state. A second writer waits up to ``lock_timeout`` seconds
@@ -227,6 +360,7 @@ def sync(
     the same index.
     """
     engine = get_engine(engine) if isinstance(engine, str) else engine
+    choose_type(index_type, 0)  # an unknown type is an error before anything is read
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
     notify = progress or (lambda done, total, message: None)
@@ -240,11 +374,29 @@ def sync(
         _remove_leftovers(index_dir, current, damaged=current is None and (index_dir / MANIFEST).exists() and not rebuild)
         old = None
         if not rebuild and (index_dir / MANIFEST).exists():
-            old = Store.load(index_dir, model=model)
+            old = Store.load(index_dir, model=model, vectors=False)
+        old_entries: dict[str, dict] = old.manifest["documents"] if old else {}
         notify(0, 1, "reading documents")
-        # Files whose bytes the index already holds are not parsed and cleaned again.
-        report = load_documents(documents_dir, known={d.sha256: d for d in old.documents.values()} if old else None,
-                                load_files=engine.load_files)
+        if changed is None:
+            # Files whose bytes the index already holds are not parsed and cleaned again; what comes
+            # back for them stands for the stored document (its text stays in its segment).
+            known = {e["sha256"]: Document(doc_id, "", source_path=e["source_path"], sha256=e["sha256"])
+                     for doc_id, e in old_entries.items()}
+            report = load_documents(documents_dir, known=known or None, load_files=engine.load_files)
+            untouched: dict[str, dict] = {}
+        else:
+            if old is None:
+                raise IndexStateError(f"there is no index at {index_dir} to update file by file: build it first "
+                                      f"with `python -m qa index`")
+            # The listed files are read whole (an unchanged one is found unchanged by its hash below).
+            report, listed = _load_listed(changed, documents_dir, engine)
+            # Only entries whose file has a listed file's name can be that file: the others are
+            # kept without resolving their paths (a file system call each, at 250,000 documents).
+            names = {os.path.basename(path) for path in listed}
+            untouched = {doc_id: e for doc_id, e in old_entries.items()
+                         if os.path.basename(_source_file(e["source_path"]) or "") not in names
+                         or _resolved(_source_file(e["source_path"])) not in listed}
+            _skip_taken_ids(report, untouched)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         if old and embedding_backend and embedding_backend != old.embedding_backend:
             raise IndexMismatchError(
@@ -259,27 +411,28 @@ def sync(
                 f"rebuild it with `python -m qa index --rebuild`"
             )
 
-        old_docs = old.documents if old else {}
         skipped = _SkippedFiles(path for path, _ in report.skipped)
-        new_docs: dict[str, Document] = {}
+        entries: dict[str, dict] = dict(untouched)  # the new manifest's documents
         to_embed: list[Document] = []
-        added = updated = unchanged = 0
+        added = updated = 0
+        unchanged = len(untouched)
         for doc in report.documents:
-            previous = old_docs.get(doc.doc_id)
-            if previous is not None and previous.sha256 == doc.sha256:
-                new_docs[doc.doc_id] = previous
+            previous = old_entries.get(doc.doc_id)
+            if previous is not None and previous["sha256"] == doc.sha256:
+                entries[doc.doc_id] = previous
                 unchanged += 1
             else:
-                new_docs[doc.doc_id] = doc
                 to_embed.append(doc)
                 added += previous is None
                 updated += previous is not None
         # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
-        for doc_id, previous in old_docs.items():
-            if doc_id not in new_docs and skipped.holds(previous):
-                new_docs[doc_id] = previous
+        embedded_ids = {d.doc_id for d in to_embed}
+        for doc_id, previous in old_entries.items():
+            if doc_id not in entries and doc_id not in embedded_ids and skipped.holds(
+                    Document(doc_id, "", source_path=previous["source_path"])):
+                entries[doc_id] = previous
                 unchanged += 1
-        removed = sum(1 for doc_id in old_docs if doc_id not in new_docs)
+        removed = sum(1 for doc_id in old_entries if doc_id not in entries and doc_id not in embedded_ids)
 
         embedder = embedder or (models.embedder(model_name, backend) if (to_embed or old is None) else None)
         if model_name is None:
@@ -288,78 +441,44 @@ def sync(
             raise IndexMismatchError(f"embedder {embedder.name!r} does not match requested model {model_name!r}")
         if embedder is not None and embedder.backend != backend:
             raise IndexMismatchError(f"embedder backend {embedder.backend!r} does not match the index's {backend!r}")
+        dimension = int(old.manifest["dimension"]) if old else embedder.dimension
 
         # Chunk and embed what is new or changed, in one batch.
         new_rows: list[ChunkRow] = []
-        new_tokens: list[list[str]] = []
-        texts: list[str] = []
         next_id = int(old.manifest["next_vector_id"]) if old else 0
+        vectors_new = np.zeros((0, dimension), np.float32)
         if to_embed:
             parts = engine.chunk_and_embed(to_embed, settings, embedder,
                                            lambda batch: _encode_with_progress(embedder, batch, notify), notify)
             for chunks, _ in parts:
                 for chunk in chunks:
                     new_rows.append(_row(next_id, chunk))
-                    new_tokens.append(tokenize(chunk.text))
-                    texts.append(chunk.text)
                     next_id += 1
             vectors_new = np.vstack([v for _, v in parts]).astype(np.float32, copy=False)
-        else:
-            vectors_new = np.zeros((0, embedder.dimension if embedder else old.manifest["dimension"]), np.float32)
-
-        # Keep the rows of unchanged documents, drop the rest, append the new ones.
-        old_tokens = _read_tokens(old) if old else []
-        kept_rows, kept_tokens, dropped_ids = [], [], []
-        if old:
-            for row, toks in zip(old.rows, old_tokens):
-                if new_docs.get(row.doc_id) is old_docs.get(row.doc_id):
-                    kept_rows.append(row)
-                    kept_tokens.append(toks)
-                else:
-                    dropped_ids.append(row.vector_id)
-        rows = kept_rows + new_rows
-        tokens = kept_tokens + new_tokens
-        dimension = int(old.manifest["dimension"]) if old else embedder.dimension
-
-        # An explicit type is remembered; "auto" keeps what the index was built with.
-        requested_type = index_type if index_type != "auto" or not old else old.manifest.get("requested_index_type", "auto")
-        kind = choose_type(requested_type, len(rows))
-        new_ids = np.array([r.vector_id for r in new_rows], dtype=np.int64)
-        if old and old.manifest["index_type"] == kind:
-            vectors = old.vectors
-            vectors.remove(np.array(dropped_ids, dtype=np.int64))
-            vectors.add(vectors_new, new_ids)
-        else:
-            kept_ids = np.array([r.vector_id for r in kept_rows], dtype=np.int64)
-            all_vectors = np.vstack([old.vectors.vectors(kept_ids), vectors_new]) if old else vectors_new
-            vectors = VectorIndex.build(kind, dimension, all_vectors, np.concatenate([kept_ids, new_ids]) if old else new_ids)
-        lexical = LexicalIndex.fit(tokens)
 
         summary = UpdateSummary(
             added=added, updated=updated, removed=removed, unchanged=unchanged, skipped=list(report.skipped),
-            chunks_embedded=len(texts), total_documents=len(new_docs), total_chunks=len(rows),
+            chunks_embedded=len(new_rows), total_documents=len(entries) + len(to_embed),
+            total_chunks=sum(e["chunks"] for e in entries.values()) + len(new_rows),
         )
         if old is None or summary.changed or rebuild:
-            notify(len(texts), max(len(texts), 1), "writing index")
-            manifest = {
+            notify(len(new_rows), max(len(new_rows), 1), "writing index")
+            # An explicit type is remembered; "auto" keeps what the index was built with.
+            requested_type = index_type if index_type != "auto" or not old else old.manifest.get("requested_index_type", "auto")
+            # The rows of changed and removed documents are deleted where they are.
+            gone = [doc_id for doc_id in old_entries if doc_id not in entries]
+            newly_deleted = old.vector_ids[np.isin(old.row_doc, np.searchsorted(old.doc_ids, gone))] if gone else \
+                np.zeros(0, np.int64)
+            deleted = np.union1d(old.deleted, newly_deleted) if old else np.zeros(0, np.int64)
+            _write_generation(index_dir, old, current, {
                 "format_version": FORMAT_VERSION,
                 "model": model_name,
                 "embedding_backend": backend,
                 "dimension": dimension,
                 "chunker": asdict(settings),
-                "index_type": kind,
                 "requested_index_type": requested_type,
                 "next_vector_id": next_id,
-                "documents": {
-                    doc_id: {"sha256": d.sha256, "chunks": 0, "source_path": d.source_path}
-                    for doc_id, d in sorted(new_docs.items())
-                },
-                "counts": {"documents": len(new_docs), "chunks": len(rows)},
-                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            for row in rows:
-                manifest["documents"][row.doc_id]["chunks"] += 1
-            _write_generation(index_dir, manifest, new_docs, rows, tokens, vectors, lexical, previous=current)
+            }, entries, NewRows(to_embed, new_rows, vectors_new), deleted, newly_deleted)
         seconds = time.perf_counter() - t0
         notify(1, 1, "done")
         for path, reason in summary.skipped:
@@ -369,15 +488,167 @@ def sync(
         return replace(summary, seconds=seconds)
 
 
+def _write_generation(index_dir: Path, old: Store | None, current: str | None, settings: dict,
+                      entries: dict[str, dict], batch: NewRows, deleted: np.ndarray, newly_deleted: np.ndarray) -> None:
+    """Write the new segment, merge what the merge plan says, write the generation folder, and
+    switch the manifest to it (the commit point). ``entries`` are the kept documents' manifest
+    entries; they gain the new ones'. A failure before the switch changes nothing that is in use."""
+    segments_dir = index_dir / SEGMENTS_DIR
+    written: list[Path] = []
+    number = 1 + max([_generation_number(p.name) or 0 for p in index_dir.glob("gen-*")] or [0])
+    gen = index_dir / f"gen-{number:06d}"
+    try:
+        segments_dir.mkdir(exist_ok=True)
+        infos = list(old.manifest["segments"]) if old else []
+        loaded = {s.name: s for s in old.segments} if old else {}
+        requested = settings["requested_index_type"]
+        if batch.rows:
+            path = _next_segment(segments_dir)
+            written.append(path)
+            info = write_segment(path, batch, segment_kind(requested, len(batch.rows), IVF_THRESHOLD))
+            infos.append(info)
+            loaded[info["name"]] = Segment(path, info)
+            for doc in batch.documents:
+                entries[doc.doc_id] = {"sha256": doc.sha256, "chunks": 0, "source_path": doc.source_path,
+                                       "segment": info["name"]}
+            for row in batch.rows:
+                entries[row.doc_id]["chunks"] += 1
+        # A newly asked index type applies to every segment: they are all rewritten into one.
+        retype = old is not None and requested != old.manifest.get("requested_index_type", "auto") and len(infos) > 0
+        infos, deleted = _merge(segments_dir, infos, loaded, entries, deleted, requested, written, retype)
+
+        gen.mkdir()
+        lexical_rows = [LexicalRow(r.vector_id, r.doc_id, d.date, tokenize(d.text[r.start:r.end]))
+                        for d, r in _rows_with_documents(batch)]
+        if old is not None:
+            lexical = LexicalIndex.derive(old.directory / old.manifest["generation"] / "lexical", gen / "lexical")
+        else:
+            lexical = LexicalIndex.create(gen / "lexical")
+        lexical.update(newly_deleted, lexical_rows)
+        np.save(gen / "deleted.npy", deleted.astype(np.int64))
+        (gen / "segments.json").write_text(json.dumps([i["name"] for i in infos]))
+        _fsync_tree(gen)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # Nothing the manifest names was touched: the new files go, the index stays as it was.
+        for path in written + [gen]:
+            shutil.rmtree(path, ignore_errors=True)
+        raise IndexStateError(f"could not write the index in {index_dir} ({_short(exc)}); nothing was changed") from exc
+    biggest = max(infos, key=lambda i: i["rows"], default=None)
+    manifest = {**settings, "index_type": biggest["kind"] if biggest else "flat", "segments": infos,
+                "documents": dict(sorted(entries.items())),
+                "counts": {"documents": len(entries), "chunks": sum(e["chunks"] for e in entries.values())},
+                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "generation": gen.name}
+    tmp = index_dir / TMP_MANIFEST
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, ensure_ascii=False)  # no indent: json's C encoder (4x faster at 250k documents)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / MANIFEST)  # the commit point
+    _fsync_dir(index_dir)
+    # The previous generation (and its segments) stays one round for a reader that read the old
+    # manifest a moment ago; older ones, and segments no kept generation uses, go.
+    _remove_leftovers(index_dir, gen.name, damaged=False)
+
+
+def _rows_with_documents(batch: NewRows):
+    by_id = {d.doc_id: d for d in batch.documents}
+    return [(by_id[r.doc_id], r) for r in batch.rows]
+
+
+def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], entries: dict[str, dict],
+           deleted: np.ndarray, requested: str, written: list[Path], everything: bool = False) -> tuple[list[dict], np.ndarray]:
+    """Merge the groups ``merge_plan`` names until it names none (first all segments into one,
+    when ``everything``): each group's live rows become one new segment (its documents and exact
+    vectors copied, its index trained anew when it is large), and the group's deleted ids are
+    forgotten."""
+    while True:
+        live_rows = {}
+        for info in infos:
+            segment = loaded[info["name"]]
+            live_rows[info["name"]] = int((~np.isin(segment.vector_ids, deleted)).sum()) if len(deleted) else len(segment)
+        plan = [[i["name"] for i in infos]] if everything else merge_plan(infos, live_rows)
+        everything = False
+        if not plan:
+            return infos, deleted
+        for group in plan:
+            documents, rows, vectors = [], [], []
+            for name in group:
+                segment = loaded[name]
+                live = ~np.isin(segment.vector_ids, deleted)
+                stored = segment.stored_vectors()
+                for j, doc_id in enumerate(segment.doc_ids):
+                    if entries.get(doc_id, {}).get("segment") != name:
+                        continue  # changed or removed since: its rows are deleted
+                    documents.append(segment.document(j))
+                    local = np.flatnonzero((segment.row_doc == j) & live)
+                    rows += [ChunkRow(int(segment.vector_ids[r]), f"{doc_id}#{i}", doc_id, int(segment.starts[r]),
+                                      int(segment.ends[r]), segment.row_sentences(r)) for i, r in enumerate(local)]
+                    vectors.append(np.asarray(stored[local]))
+                deleted = np.setdiff1d(deleted, segment.vector_ids)
+            infos = [i for i in infos if i["name"] not in group]
+            if rows:
+                path = _next_segment(segments_dir)
+                written.append(path)
+                info = write_segment(path, NewRows(documents, rows, np.vstack(vectors)),
+                                     segment_kind(requested, len(rows), IVF_THRESHOLD))
+                infos.append(info)
+                loaded[info["name"]] = Segment(path, info)
+                for doc in documents:
+                    entries[doc.doc_id] = {**entries[doc.doc_id], "segment": info["name"]}
+            log.info("merged segments %s into %s (%d rows)", ", ".join(group), infos[-1]["name"] if rows else "nothing",
+                     len(rows))
+
+
+def _next_segment(segments_dir: Path) -> Path:
+    number = 1 + max([int(m.group(1)) for p in segments_dir.iterdir() if (m := _SEGMENT.fullmatch(p.name))] or [0])
+    return segments_dir / f"seg-{number:06d}"
+
+
 def _row(vector_id: int, chunk: Chunk) -> ChunkRow:
     return ChunkRow(vector_id, chunk.chunk_id, chunk.doc_id, chunk.start, chunk.end,
                     tuple(sentence_spans(chunk.text, chunk.start)))
 
 
-def _source_file(doc: Document) -> str | None:
-    if not doc.source_path:
+def _load_listed(changed, documents_dir: str | Path, engine) -> tuple[LoadReport, set[str]]:
+    """The documents of the ``changed`` files that exist (bad ones skipped and reported, as in a
+    full update) and the resolved paths of all of them, deleted ones included."""
+    folder = Path(_resolved(str(documents_dir)))
+    listed, present = set(), []
+    for name in changed:
+        path = Path(_resolved(str(name)))
+        if folder not in path.parents:
+            raise DocumentError(f"{name}: not in the documents folder {documents_dir}; copy it there first")
+        listed.add(str(path))
+        if path.exists():
+            present.append(path)
+    report = LoadReport()
+    for path, docs, problems, error in engine.load_files(sorted(present), None):
+        if error is not None:
+            report.skipped.append((str(path), error))
+            continue
+        report.skipped.extend((str(path), problem) for problem in problems)
+        report.documents.extend(docs)
+    return report, listed
+
+
+def _skip_taken_ids(report: LoadReport, untouched: dict[str, dict]) -> None:
+    """A changed file's document whose id another file already holds is skipped, as the full
+    update skips every copy of an ambiguous id (here the indexed copy stays)."""
+    keep = []
+    for doc in report.documents:
+        if doc.doc_id in untouched:
+            report.skipped.append((doc.source_path or "", f"duplicate document id {doc.doc_id!r} (also in "
+                                                          f"{untouched[doc.doc_id]['source_path']}); rename one of them"))
+        else:
+            keep.append(doc)
+    report.documents = keep
+
+
+def _source_file(source_path: str | None) -> str | None:
+    if not source_path:
         return None
-    path = doc.source_path
+    path = source_path
     if ".jsonl:" in path:  # "<file>.jsonl:<line>"
         path = path.rsplit(":", 1)[0]
     return path
@@ -394,7 +665,7 @@ class _SkippedFiles:
         self.stems = {Path(p).stem for p in self.paths if not p.endswith(".jsonl")}
 
     def holds(self, doc: Document) -> bool:
-        source = _source_file(doc)
+        source = _source_file(doc.source_path)
         if source is None:
             return False
         if _resolved(source) in self.paths:
@@ -443,64 +714,6 @@ def _stored_settings(store: Store) -> ChunkerSettings:
         raise IndexDamagedError(f"index at {store.directory} has unusable chunker settings ({_short(exc)}); {REBUILD_HINT}") from exc
 
 
-def _read_tokens(store: Store) -> list[list[str]]:
-    try:
-        with open(store.directory / store.manifest["generation"] / "tokens.jsonl", encoding="utf-8") as fh:
-            tokens = [json.loads(line) for line in fh]
-    except (OSError, ValueError) as exc:
-        raise IndexDamagedError(f"index at {store.directory} is damaged ({_short(exc)}); {REBUILD_HINT}") from exc
-    if len(tokens) != len(store.rows):
-        raise IndexDamagedError(f"index at {store.directory} is inconsistent ({len(store.rows)} chunks, "
-                                f"{len(tokens)} token rows); {REBUILD_HINT}")
-    return tokens
-
-
-def _write_generation(index_dir: Path, manifest: dict, documents: dict[str, Document], rows: list[ChunkRow],
-                      tokens: list[list[str]], vectors: VectorIndex, lexical: LexicalIndex,
-                      previous: str | None = None) -> None:
-    """Write a new generation and switch the manifest to it. ``previous`` (the generation in use,
-    None when there is none or the manifest is unreadable) stays one round for readers."""
-    number = 1 + max([_generation_number(p.name) or 0 for p in index_dir.glob("gen-*")] or [0])
-    name = f"gen-{number:06d}"
-    gen = index_dir / name
-    try:
-        gen.mkdir()
-        _write_files(gen, documents, rows, tokens, vectors, lexical)
-    except (OSError, RuntimeError) as exc:
-        shutil.rmtree(gen, ignore_errors=True)  # a half-written generation is never left behind
-        raise IndexStateError(f"could not write the index in {index_dir} ({_short(exc)}); nothing was changed") from exc
-    manifest = {**manifest, "generation": name}
-    tmp = index_dir / TMP_MANIFEST
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, index_dir / MANIFEST)  # the commit point
-    _fsync_dir(index_dir)
-    # Loaded indexes hold everything in memory; the previous generation stays one round for a
-    # reader that read the old manifest a moment ago, older ones (and crashed attempts) go.
-    for old_gen in index_dir.glob("gen-*"):
-        if old_gen.name not in (name, previous):
-            shutil.rmtree(old_gen, ignore_errors=True)
-
-
-def _write_files(gen: Path, documents: dict[str, Document], rows: list[ChunkRow], tokens: list[list[str]],
-                 vectors: VectorIndex, lexical: LexicalIndex) -> None:
-    with open(gen / "documents.jsonl", "w", encoding="utf-8") as fh:
-        for doc in sorted(documents.values(), key=lambda d: d.doc_id):
-            fh.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
-    with open(gen / "chunks.jsonl", "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps({"vector_id": row.vector_id, "chunk_id": row.chunk_id, "doc_id": row.doc_id,
-                                 "start": row.start, "end": row.end, "sentences": row.sentences}) + "\n")
-    with open(gen / "tokens.jsonl", "w", encoding="utf-8") as fh:
-        for toks in tokens:
-            fh.write(json.dumps(toks, ensure_ascii=False) + "\n")
-    vectors.save(gen / "vectors.faiss")
-    lexical.save(gen / "lexical")
-    _fsync_tree(gen)
-
-
 def _generation_number(name: str) -> int | None:
     m = _GENERATION.fullmatch(name)
     return int(m.group(1)) if m else None
@@ -517,10 +730,10 @@ def _current_generation(index_dir: Path) -> str | None:
 
 
 def _remove_leftovers(index_dir: Path, current: str | None, damaged: bool) -> None:
-    """Delete what crashed updates left: the temporary manifest, generations newer than the one in
-    use (attempts that never committed) and all but the newest of the older ones (the previous
-    generation stays for readers). A damaged index that is not being rebuilt is left as it is,
-    for the user to inspect or rebuild."""
+    """Delete what crashed or finished updates left: the temporary manifest, generations newer than
+    the one in use (attempts that never committed), all but the newest of the older ones (the
+    previous generation stays for readers), and segments that no kept generation uses. A damaged
+    index that is not being rebuilt is left as it is, for the user to inspect or rebuild."""
     (index_dir / TMP_MANIFEST).unlink(missing_ok=True)
     if damaged:
         return
@@ -534,6 +747,22 @@ def _remove_leftovers(index_dir: Path, current: str | None, damaged: bool) -> No
     for gen in doomed:
         log.info("removing leftover generation %s", gen.name)
         shutil.rmtree(gen, ignore_errors=True)
+    segments_dir = index_dir / SEGMENTS_DIR
+    if not segments_dir.is_dir():
+        return
+    used: set[str] = set()
+    for gen in gens:
+        if gen in doomed:
+            continue
+        try:
+            used.update(json.loads((gen / "segments.json").read_text()))
+        except (OSError, ValueError):
+            if gen.name == current:
+                return  # cannot tell what the index in use needs: remove no segment
+    for segment in segments_dir.iterdir():
+        if segment.name not in used:
+            log.info("removing unused segment %s", segment.name)
+            shutil.rmtree(segment, ignore_errors=True)
 
 
 def _fsync_tree(directory: Path) -> None:

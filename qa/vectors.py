@@ -42,7 +42,7 @@ class VectorIndex:
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         elif kind in ("ivf", "ivf-sq8"):
-            nlist = max(1, min(4096, int(4 * math.sqrt(max(len(vectors), 1)))))
+            nlist = cls.lists_for(len(vectors))
             quantizer = faiss.IndexFlatIP(dimension)
             if kind == "ivf":
                 index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -64,6 +64,11 @@ class VectorIndex:
         built.add(vectors, ids)
         return built
 
+    @staticmethod
+    def lists_for(n_vectors: int) -> int:
+        """Inverted lists of an IVF index over ``n_vectors``: about 4 sqrt(n), at most 4,096."""
+        return max(1, min(4096, int(4 * math.sqrt(max(n_vectors, 1)))))
+
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
@@ -79,15 +84,12 @@ class VectorIndex:
         """The stored vectors for ``ids`` (used when the index type changes with the collection's size)."""
         return np.vstack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d), np.float32)
 
-    def search(self, query: np.ndarray, n: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` (ids, scores), best first, optionally restricted to ``allowed_ids``."""
+    def search(self, query: np.ndarray, n: int, selector: "faiss.IDSelector | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (ids, scores), best first, among the ids ``selector`` admits (all without one)."""
         if len(self) == 0 or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         params = None
-        if allowed_ids is not None:
-            if len(allowed_ids) == 0:
-                return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            selector = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
+        if selector is not None:
             params = (faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe) if self.kind.startswith("ivf")
                       else faiss.SearchParameters(sel=selector))
         scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(n, len(self)), params=params)
@@ -101,3 +103,35 @@ class VectorIndex:
     def load(cls, path: Path, kind: str) -> "VectorIndex":
         index = faiss.read_index(str(path))
         return cls(index, kind)
+
+
+class SegmentedVectors:
+    """The vector indexes of all segments, searched as one: each gives its best ``n``, the best
+    ``n`` of those are the answer (segments hold disjoint ids)."""
+
+    def __init__(self, parts: list[VectorIndex], id_bound: int):
+        self.parts = parts
+        self.id_bound = id_bound  # every id is below it: the size of a filter's bitmap
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def search(self, query: np.ndarray, n: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (ids, scores), best first, optionally only among ``allowed_ids``."""
+        selector = None
+        if allowed_ids is not None:
+            if len(allowed_ids) == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            # One bit per id: built in about a millisecond for a million ids, checked in O(1) by
+            # faiss per candidate (a hash set of the allowed ids took longer to build than to search).
+            mask = np.zeros(self.id_bound, dtype=bool)
+            mask[allowed_ids] = True
+            bitmap = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        found = [part.search(query, n, selector) for part in self.parts if len(part)]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = np.concatenate([f[0] for f in found])
+        scores = np.concatenate([f[1] for f in found])
+        best = np.argsort(-scores, kind="stable")[:n]
+        return ids[best], scores[best]

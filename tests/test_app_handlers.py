@@ -88,7 +88,7 @@ def test_admin_token_allows_adding_but_not_silent_replacing(served, tmp_path):
 
 def test_damaged_index_gives_clients_a_friendly_message(served, caplog):
     app, _, index_dir = served
-    vectors = next(index_dir.glob("gen-*/vectors.faiss"))
+    vectors = next(index_dir.glob("segments/*/vectors.npy"))
     vectors.write_bytes(vectors.read_bytes()[:100])
     app.HOLDER.startup()
     assert app.HOLDER.error is not None and "rebuild" in app.HOLDER.error  # the operator is told

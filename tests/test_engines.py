@@ -40,7 +40,7 @@ def test_ray_engine_writes_the_local_index(tmp_path, ray_instance):
     assert [(r.vector_id, r.chunk_id, r.doc_id, r.start, r.end) for r in a.store.rows] == \
            [(r.vector_id, r.chunk_id, r.doc_id, r.start, r.end) for r in b.store.rows]
     ids = a.store.vector_ids
-    np.testing.assert_allclose(a.store.vectors.vectors(ids), b.store.vectors.vectors(ids), atol=1e-4)
+    np.testing.assert_allclose(a.store.stored_vectors(ids), b.store.stored_vectors(ids), atol=1e-4)
     for q in QUERIES:
         assert [p.chunk_id for p in a.retrieve(q, k=10)] == [p.chunk_id for p in b.retrieve(q, k=10)]
 

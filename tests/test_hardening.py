@@ -44,8 +44,12 @@ def _generations(index_dir: Path) -> list[str]:
     return sorted(p.name for p in index_dir.glob("gen-*"))
 
 
+def _segment(index_dir: Path) -> Path:
+    return index_dir / "segments" / json.loads((index_dir / "manifest.json").read_text())["segments"][0]["name"]
+
+
 def _truncate_vectors(index_dir: Path) -> None:
-    path = _generation(index_dir) / "vectors.faiss"
+    path = _segment(index_dir) / "vectors.npy"
     path.write_bytes(path.read_bytes()[:100])
 
 
@@ -64,9 +68,13 @@ DAMAGE = {
     "manifest without generation": _edit_manifest(lambda m: m.pop("generation")),
     "manifest without documents": _edit_manifest(lambda m: m.pop("documents")),
     "generation outside the folder": _edit_manifest(lambda m: m.update(generation="../../etc")),
-    "truncated vectors.faiss": _truncate_vectors,
+    "truncated vectors.npy": _truncate_vectors,
     "missing generation folder": lambda d: shutil.rmtree(_generation(d)),
-    "missing chunks.jsonl": lambda d: (_generation(d) / "chunks.jsonl").unlink(),
+    "missing chunk rows": lambda d: (_segment(d) / "rows.npz").unlink(),
+    "missing segment": lambda d: shutil.rmtree(_segment(d)),
+    "truncated documents.jsonl": lambda d: (_segment(d) / "documents.jsonl").write_text("{"),
+    "missing lexical index": lambda d: shutil.rmtree(_generation(d) / "lexical"),
+    "segment outside the folder": _edit_manifest(lambda m: m["segments"][0].update(name="../../etc")),
 }
 
 

@@ -102,7 +102,10 @@ def test_rebuild_reembeds_everything(tmp_path):
     assert summary.added == 5 and len(emb.encoded) == summary.total_chunks
 
 
-def test_interrupted_update_leaves_previous_index_intact(tmp_path, monkeypatch):
+# Ctrl-C while the lexical index takes the change (the new segment is written by then), and
+# after everything but the manifest is written.
+@pytest.mark.parametrize("step", ["LexicalIndex.update", "_fsync_tree"])
+def test_interrupted_update_leaves_previous_index_intact(tmp_path, monkeypatch, step):
     docs, index_dir = _docs_copy(tmp_path), tmp_path / "index"
     sync(docs, index_dir)
     before = qa.Index.load(index_dir).retrieve("Enbek Program jobs", k=3)
@@ -113,7 +116,8 @@ def test_interrupted_update_leaves_previous_index_intact(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C in the middle of writing the new generation
 
-    monkeypatch.setattr(store_module.LexicalIndex, "save", crash)
+    owner, _, name = step.rpartition(".")
+    monkeypatch.setattr(getattr(store_module, owner) if owner else store_module, name, crash)
     with pytest.raises(KeyboardInterrupt):
         sync(docs, index_dir)
     monkeypatch.undo()

@@ -1,0 +1,195 @@
+"""Segments: batches of documents with their chunk rows and vectors, written once and never changed.
+
+An update writes one new segment for the documents it adds or changes; the rows of documents it
+replaces or removes are marked deleted by the generation (``qa/store.py``), not rewritten. So a
+one-article update writes a few kilobytes, whatever the size of the collection, and segments of
+about the same size are merged now and then (``merge_plan``), which drops the deleted rows.
+Files of ``segments/seg-000012/``::
+
+    documents.jsonl   cleaned text and metadata, one document per line
+    documents.json    per document: id, title, date, length, and its line's byte offsets
+    rows.npz          per chunk row: vector id, document (position in this segment), start, end,
+                      and its sentences (document offsets, flattened, with a pointer per row)
+    vectors.npy       float32, one vector per row: the exact copy, read by merges
+    vectors.faiss     the trained inverted-file index of a large segment (a small one is searched
+                      exactly, from vectors.npy)
+
+Documents are read from ``documents.jsonl`` when asked for (through a memory map): a loaded index
+holds arrays, not a million Python objects, and its texts stay on disk until a passage needs one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .types import Document
+from .vectors import VectorIndex
+
+SEGMENTS_DIR = "segments"
+MERGE_FACTOR = 8  # this many segments of one size tier are merged into one (a log-structured merge)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk as stored: its text is ``document.text[start:end]``; sentences are document offsets."""
+
+    vector_id: int
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """What a segment is written from: documents and their rows, in order (a document's rows
+    together, in chunk order: row ``first + i`` is chunk ``doc_id#i``)."""
+
+    documents: list[Document]
+    rows: list[ChunkRow]
+    vectors: np.ndarray
+
+
+def segment_kind(requested: str, n_rows: int, ivf_threshold: int) -> str:
+    """The vector index of a segment of ``n_rows``: exact search for small segments, the requested
+    inverted file (or, for ``auto``, 8-bit codes) once a segment is large enough to train it."""
+    if requested == "flat" or n_rows < VectorIndex.lists_for(n_rows):
+        return "flat"
+    if requested == "auto":
+        return "ivf-sq8" if n_rows >= ivf_threshold else "flat"
+    return requested
+
+
+def write_segment(directory: Path, batch: NewRows, kind: str) -> dict:
+    """Write ``batch`` as the segment folder ``directory`` (which must not exist) and return its
+    manifest entry. Every file is fsynced before the manifest can name the segment."""
+    directory.mkdir(parents=True)
+    offsets = [0]
+    position = {}
+    with open(directory / "documents.jsonl", "wb") as fh:
+        for i, doc in enumerate(batch.documents):
+            line = (json.dumps(asdict(doc), ensure_ascii=False) + "\n").encode("utf-8")
+            fh.write(line)
+            offsets.append(offsets[-1] + len(line))
+            position[doc.doc_id] = i
+    meta = {"ids": [d.doc_id for d in batch.documents], "titles": [d.title for d in batch.documents],
+            "dates": [d.date or "" for d in batch.documents], "chars": [len(d.text) for d in batch.documents],
+            "offsets": offsets}
+    (directory / "documents.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    rows = batch.rows
+    sentence_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    sentence_ptr[1:] = np.cumsum([len(r.sentences) for r in rows])
+    # Offsets within one document fit 32 bits (files are at most MAX_FILE_BYTES): half the memory.
+    sentences = np.array([s for r in rows for s in r.sentences], dtype=np.int32).reshape(-1, 2)
+    np.savez(directory / "rows.npz",
+             vector_id=np.array([r.vector_id for r in rows], dtype=np.int64),
+             doc=np.array([position[r.doc_id] for r in rows], dtype=np.int32),
+             start=np.array([r.start for r in rows], dtype=np.int32),
+             end=np.array([r.end for r in rows], dtype=np.int32),
+             sentence_ptr=sentence_ptr, sentences=sentences)
+    vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+    np.save(directory / "vectors.npy", vectors)
+    if kind != "flat":
+        VectorIndex.build(kind, vectors.shape[1], vectors, np.array([r.vector_id for r in rows], dtype=np.int64)
+                          ).save(directory / "vectors.faiss")
+    for path in directory.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"name": directory.name, "kind": kind, "rows": len(rows), "documents": len(batch.documents)}
+
+
+class Segment:
+    """One segment, loaded: its rows and document table as arrays, its documents read on demand."""
+
+    def __init__(self, directory: Path, info: dict):
+        self.directory = directory
+        self.name = info["name"]
+        self.kind = info["kind"]
+        meta = json.loads((directory / "documents.json").read_text(encoding="utf-8"))
+        self.doc_ids: list[str] = meta["ids"]
+        self.titles: list[str | None] = meta["titles"]
+        self.dates: list[str] = meta["dates"]
+        self.chars: list[int] = meta["chars"]
+        self._offsets = np.asarray(meta["offsets"], dtype=np.int64)
+        with np.load(directory / "rows.npz") as rows:
+            self.vector_ids = rows["vector_id"]
+            self.row_doc = rows["doc"]
+            self.starts = rows["start"]
+            self.ends = rows["end"]
+            self.sentence_ptr = rows["sentence_ptr"]
+            self.sentences = rows["sentences"]
+        n = len(self.vector_ids)
+        if (n != info["rows"] or len(self.doc_ids) != info["documents"] or len(self._offsets) != len(self.doc_ids) + 1
+                or len(self.sentence_ptr) != n + 1 or len(self.row_doc) != n):
+            raise ValueError(f"segment {self.name} holds {n} rows and {len(self.doc_ids)} documents, "
+                             f"the manifest says {info['rows']} and {info['documents']}")
+        with open(directory / "documents.jsonl", "rb") as fh:
+            if os.fstat(fh.fileno()).st_size != self._offsets[-1]:
+                raise ValueError(f"segment {self.name}: documents.jsonl is not the length its table says")
+            # A map of the file, not the file: it stays readable after a later update deletes
+            # the segment, for an index that is still loaded.
+            self._text = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.document = lru_cache(maxsize=256)(self._read_document)
+
+    def __len__(self) -> int:
+        return len(self.vector_ids)
+
+    def _read_document(self, position: int) -> Document:
+        line = self._text[int(self._offsets[position]):int(self._offsets[position + 1])]
+        return Document(**json.loads(line))
+
+    def row_sentences(self, row: int) -> tuple[tuple[int, int], ...]:
+        part = self.sentences[self.sentence_ptr[row]:self.sentence_ptr[row + 1]]
+        return tuple((int(a), int(b)) for a, b in part)
+
+    def stored_vectors(self) -> np.ndarray:
+        """All of this segment's vectors, memory-mapped (read as they are used)."""
+        vectors = np.load(self.directory / "vectors.npy", mmap_mode="r")
+        if len(vectors) != len(self):
+            raise ValueError(f"segment {self.name} has {len(vectors)} vectors for {len(self)} rows")
+        return vectors
+
+    def vector_index(self, live: np.ndarray) -> VectorIndex:
+        """The vector index of this segment's ``live`` rows (a deleted row's vector is left out)."""
+        if self.kind == "flat":
+            vectors = self.stored_vectors()
+            return VectorIndex.build("flat", vectors.shape[1], np.asarray(vectors[live]), self.vector_ids[live])
+        index = VectorIndex.load(self.directory / "vectors.faiss", self.kind)
+        if len(index) != len(self):
+            raise ValueError(f"segment {self.name} has {len(index)} indexed vectors for {len(self)} rows")
+        index.remove(np.setdiff1d(self.vector_ids, self.vector_ids[live]))
+        return index
+
+
+def tier(n_rows: int) -> int:
+    return int(math.log(max(n_rows, 1), MERGE_FACTOR))
+
+
+def merge_plan(infos: list[dict], live_rows: dict[str, int]) -> list[list[str]]:
+    """Groups of segments to merge: ``MERGE_FACTOR`` segments whose live rows are of one size tier
+    (1-7 rows, 8-63, 64-511, ...), so each row is rewritten about once per tier it climbs; and,
+    on its own, a segment with no live rows left (all its documents changed or removed) or with
+    more deleted rows than live ones (rewritten without them)."""
+    plan = [[i["name"]] for i in infos if live_rows[i["name"]] == 0]
+    by_tier: dict[int, list[str]] = {}
+    for info in infos:
+        live = live_rows[info["name"]]
+        if live and 2 * live < info["rows"]:
+            plan.append([info["name"]])
+        elif live:
+            by_tier.setdefault(tier(live), []).append(info["name"])
+    plan += [names for names in by_tier.values() if len(names) >= MERGE_FACTOR]
+    return plan
