@@ -218,11 +218,12 @@ class Store:
 
     # ---- loading -----------------------------------------------------------------------
     @classmethod
-    def load(cls, index_dir: str | Path, model: str | None = None, vectors: bool = True) -> "Store":
+    def load(cls, index_dir: str | Path, model: str | None = None, vectors: bool = True,
+             manifest: dict | None = None) -> "Store":
         """Load the generation the manifest names; ``vectors=False`` leaves the vector indexes for
         their first use (an update needs none of them)."""
         directory = Path(index_dir)
-        manifest = read_manifest(directory)
+        manifest = read_manifest(directory, manifest)
         check_compatible(manifest, directory, model)
         gen = directory / manifest["generation"]
         if not gen.is_dir():
@@ -281,14 +282,19 @@ class _Rows(Sequence):
         return self._store.row(i % len(self))
 
 
-def read_manifest(directory: Path) -> dict:
+def read_manifest(directory: Path, parsed: dict | None = None) -> dict:
+    """The manifest in ``directory``, checked; ``parsed``: its content, already read (an update
+    reads it once: at half a million documents, parsing it takes about a second)."""
     path = directory / MANIFEST
-    if not path.exists():
+    if parsed is not None:
+        manifest = parsed
+    elif not path.exists():
         raise IndexNotFoundError(f"no index at {directory} (no {MANIFEST}); build it with `python -m qa index`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexDamagedError(f"cannot read {path} ({_short(exc)}); {REBUILD_HINT}") from exc
+    else:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexDamagedError(f"cannot read {path} ({_short(exc)}); {REBUILD_HINT}") from exc
     if not isinstance(manifest, dict):
         raise IndexDamagedError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); {REBUILD_HINT}")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -370,11 +376,11 @@ def sync(
         raise IndexStateError(f"cannot create the index folder {index_dir} ({exc.strerror or exc})") from exc
     with _exclusive(index_dir, lock_timeout, notify):
         # Whatever a crash (or kill -9) left behind goes before anything new is written.
-        current = _current_generation(index_dir)
+        current, manifest = _current_generation(index_dir)
         _remove_leftovers(index_dir, current, damaged=current is None and (index_dir / MANIFEST).exists() and not rebuild)
         old = None
         if not rebuild and (index_dir / MANIFEST).exists():
-            old = Store.load(index_dir, model=model, vectors=False)
+            old = Store.load(index_dir, model=model, vectors=False, manifest=manifest)
         old_entries: dict[str, dict] = old.manifest["documents"] if old else {}
         notify(0, 1, "reading documents")
         if changed is None:
@@ -390,12 +396,14 @@ def sync(
                                       f"with `python -m qa index`")
             # The listed files are read whole (an unchanged one is found unchanged by its hash below).
             report, listed = _load_listed(changed, documents_dir, engine)
-            # Only entries whose file has a listed file's name can be that file: the others are
-            # kept without resolving their paths (a file system call each, at 250,000 documents).
+            # A listed article file stands for the document named by its stem (wherever the folder
+            # was when it was indexed), a listed JSONL file for the documents read from it. Only
+            # entries whose file has a listed file's name are resolved (a file system call each).
             names = {os.path.basename(path) for path in listed}
-            untouched = {doc_id: e for doc_id, e in old_entries.items()
-                         if os.path.basename(_source_file(e["source_path"]) or "") not in names
-                         or _resolved(_source_file(e["source_path"])) not in listed}
+            stems = {Path(path).stem for path in listed if not path.endswith(".jsonl")}
+            untouched = {doc_id: e for doc_id, e in old_entries.items() if doc_id not in stems and (
+                os.path.basename(_source_file(e["source_path"]) or "") not in names
+                or _resolved(_source_file(e["source_path"])) not in listed)}
             _skip_taken_ids(report, untouched)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         if old and embedding_backend and embedding_backend != old.embedding_backend:
@@ -541,7 +549,9 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
                 "generation": gen.name}
     tmp = index_dir / TMP_MANIFEST
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, ensure_ascii=False)  # no indent: json's C encoder (4x faster at 250k documents)
+        # dumps, not dump: only dumps uses json's C encoder (dump streams through the Python one,
+        # 10x slower on a manifest of half a million documents).
+        fh.write(json.dumps(manifest, ensure_ascii=False))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, index_dir / MANIFEST)  # the commit point
@@ -719,14 +729,18 @@ def _generation_number(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _current_generation(index_dir: Path) -> str | None:
-    """The generation the manifest points at, or None when there is no usable manifest (never raises)."""
+def _current_generation(index_dir: Path) -> tuple[str | None, dict | None]:
+    """The generation the manifest points at (None when there is no usable manifest) and the
+    manifest as read (None when unreadable); never raises."""
     try:
         manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
-        name = manifest.get("generation") if isinstance(manifest, dict) else None
     except (OSError, ValueError):
-        return None
-    return name if isinstance(name, str) and _GENERATION.fullmatch(name) and (index_dir / name).is_dir() else None
+        return None, None
+    if not isinstance(manifest, dict):
+        return None, None
+    name = manifest.get("generation")
+    usable = isinstance(name, str) and _GENERATION.fullmatch(name) and (index_dir / name).is_dir()
+    return (name if usable else None), manifest
 
 
 def _remove_leftovers(index_dir: Path, current: str | None, damaged: bool) -> None:
