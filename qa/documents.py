@@ -108,8 +108,9 @@ def scan_documents(documents_dir: str | Path) -> tuple[list[Path], list[tuple[st
 
 
 def load_documents(documents_dir: str | Path, known: dict[str, Document] | None = None,
-                   load_files: Callable | None = None) -> LoadReport:
-    """Load every supported file under ``documents_dir``; bad files are skipped and reported.
+                   load_files: Callable | None = None, files: list[Path] | None = None) -> LoadReport:
+    """Load every supported file under ``documents_dir`` (or only ``files``, when given: an
+    update of listed files); bad files are skipped and reported.
 
     ``known`` maps content hashes to documents already loaded (the index's): a file or JSONL
     record whose bytes hash to one of them is not parsed and cleaned again.
@@ -122,7 +123,8 @@ def load_documents(documents_dir: str | Path, known: dict[str, Document] | None 
     ``(path, documents, problems, error)`` per file, in order (``qa/engines.py``).
     """
     report = LoadReport()
-    files, report.skipped = scan_documents(documents_dir)
+    if files is None:
+        files, report.skipped = scan_documents(documents_dir)
     found: dict[str, list[tuple[str, Document]]] = {}
     results = (load_files or load_files_here)(files, known)
     for path, docs, problems, error in results:

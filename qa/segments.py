@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .types import Document
-from .vectors import VectorIndex
+from .vectors import VectorIndex, choose_type
 
 SEGMENTS_DIR = "segments"
 MERGE_FACTOR = 8  # this many segments of one size tier are merged into one (a log-structured merge)
@@ -58,14 +58,10 @@ class NewRows:
     vectors: np.ndarray
 
 
-def segment_kind(requested: str, n_rows: int, ivf_threshold: int) -> str:
-    """The vector index of a segment of ``n_rows``: exact search for small segments, the requested
-    inverted file (or, for ``auto``, 8-bit codes) once a segment is large enough to train it."""
-    if requested == "flat" or n_rows < VectorIndex.lists_for(n_rows):
-        return "flat"
-    if requested == "auto":
-        return "ivf-sq8" if n_rows >= ivf_threshold else "flat"
-    return requested
+def segment_kind(requested: str, n_rows: int) -> str:
+    """The vector index of a segment of ``n_rows``: what ``choose_type`` gives for that many, but
+    exact search for a segment too small to train an inverted file."""
+    return "flat" if n_rows < VectorIndex.lists_for(n_rows) else choose_type(requested, n_rows)
 
 
 def write_segment(directory: Path, batch: NewRows, kind: str) -> dict:
@@ -100,15 +96,25 @@ def write_segment(directory: Path, batch: NewRows, kind: str) -> dict:
     if kind != "flat":
         VectorIndex.build(kind, vectors.shape[1], vectors, np.array([r.vector_id for r in rows], dtype=np.int64)
                           ).save(directory / "vectors.faiss")
-    for path in directory.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
+    fsync_tree(directory)
+    return {"name": directory.name, "kind": kind, "rows": len(rows), "documents": len(batch.documents)}
+
+
+def fsync_tree(directory: Path) -> None:
+    """Every file under ``directory`` and the folder itself on disk, before a manifest names them."""
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return {"name": directory.name, "kind": kind, "rows": len(rows), "documents": len(batch.documents)}
 
 
 class Segment:
@@ -146,6 +152,10 @@ class Segment:
 
     def __len__(self) -> int:
         return len(self.vector_ids)
+
+    def live(self, deleted: np.ndarray) -> np.ndarray:
+        """Which of this segment's rows are not among the ``deleted`` vector ids (a boolean mask)."""
+        return ~np.isin(self.vector_ids, deleted) if len(deleted) else np.ones(len(self), dtype=bool)
 
     def _read_document(self, position: int) -> Document:
         line = self._text[int(self._offsets[position]):int(self._offsets[position + 1])]

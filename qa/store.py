@@ -46,11 +46,12 @@ from . import models
 from .embedding import Embedder, check_backend, default_backend
 from .engines import LocalEngine, get_engine
 from .lexical import LexicalIndex, LexicalRow, tokenize
-from .segments import SEGMENTS_DIR, ChunkRow, NewRows, Segment, merge_plan, segment_kind, write_segment
+from .segments import (SEGMENTS_DIR, ChunkRow, NewRows, Segment, fsync_dir, fsync_tree, merge_plan, segment_kind,
+                       write_segment)
 from .types import Chunk, Document, UpdateSummary
 from .errors import (REBUILD_HINT, DocumentError, IndexBusyError, IndexDamagedError, IndexMismatchError,
                      IndexNotFoundError, IndexStateError)
-from .vectors import IVF_THRESHOLD, SegmentedVectors, choose_type
+from .vectors import SegmentedVectors, choose_type
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Store:
                     to_global[j] = position[doc_id]
                     dates[position[doc_id]] = segment.dates[j]
                     self._location[doc_id] = (s, j)
-            live = np.flatnonzero(~np.isin(segment.vector_ids, deleted)) if len(deleted) else np.arange(len(segment))
+            live = np.flatnonzero(segment.live(deleted))
             self._live.append(live)
             parts.append((np.full(len(live), s, dtype=np.int32), live, segment.vector_ids[live],
                           to_global[segment.row_doc[live]]))
@@ -436,8 +437,7 @@ def sync(
         # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
         embedded_ids = {d.doc_id for d in to_embed}
         for doc_id, previous in old_entries.items():
-            if doc_id not in entries and doc_id not in embedded_ids and skipped.holds(
-                    Document(doc_id, "", source_path=previous["source_path"])):
+            if doc_id not in entries and doc_id not in embedded_ids and skipped.holds(doc_id, previous["source_path"]):
                 entries[doc_id] = previous
                 unchanged += 1
         removed = sum(1 for doc_id in old_entries if doc_id not in entries and doc_id not in embedded_ids)
@@ -513,7 +513,7 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
         if batch.rows:
             path = _next_segment(segments_dir)
             written.append(path)
-            info = write_segment(path, batch, segment_kind(requested, len(batch.rows), IVF_THRESHOLD))
+            info = write_segment(path, batch, segment_kind(requested, len(batch.rows)))
             infos.append(info)
             loaded[info["name"]] = Segment(path, info)
             for doc in batch.documents:
@@ -535,7 +535,7 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
         lexical.update(newly_deleted, lexical_rows)
         np.save(gen / "deleted.npy", deleted.astype(np.int64))
         (gen / "segments.json").write_text(json.dumps([i["name"] for i in infos]))
-        _fsync_tree(gen)
+        fsync_tree(gen)
     except (OSError, RuntimeError, ValueError) as exc:
         # Nothing the manifest names was touched: the new files go, the index stays as it was.
         for path in written + [gen]:
@@ -555,7 +555,7 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, index_dir / MANIFEST)  # the commit point
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir)
     # The previous generation (and its segments) stays one round for a reader that read the old
     # manifest a moment ago; older ones, and segments no kept generation uses, go.
     _remove_leftovers(index_dir, gen.name, damaged=False)
@@ -573,11 +573,8 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], en
     vectors copied, its index trained anew when it is large), and the group's deleted ids are
     forgotten."""
     while True:
-        live_rows = {}
-        for info in infos:
-            segment = loaded[info["name"]]
-            live_rows[info["name"]] = int((~np.isin(segment.vector_ids, deleted)).sum()) if len(deleted) else len(segment)
-        plan = [[i["name"] for i in infos]] if everything else merge_plan(infos, live_rows)
+        live = {info["name"]: loaded[info["name"]].live(deleted) for info in infos}
+        plan = [[i["name"] for i in infos]] if everything else merge_plan(infos, {n: int(m.sum()) for n, m in live.items()})
         everything = False
         if not plan:
             return infos, deleted
@@ -585,13 +582,12 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], en
             documents, rows, vectors = [], [], []
             for name in group:
                 segment = loaded[name]
-                live = ~np.isin(segment.vector_ids, deleted)
                 stored = segment.stored_vectors()
                 for j, doc_id in enumerate(segment.doc_ids):
                     if entries.get(doc_id, {}).get("segment") != name:
                         continue  # changed or removed since: its rows are deleted
                     documents.append(segment.document(j))
-                    local = np.flatnonzero((segment.row_doc == j) & live)
+                    local = np.flatnonzero((segment.row_doc == j) & live[name])
                     rows += [ChunkRow(int(segment.vector_ids[r]), f"{doc_id}#{i}", doc_id, int(segment.starts[r]),
                                       int(segment.ends[r]), segment.row_sentences(r)) for i, r in enumerate(local)]
                     vectors.append(np.asarray(stored[local]))
@@ -601,7 +597,7 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], en
                 path = _next_segment(segments_dir)
                 written.append(path)
                 info = write_segment(path, NewRows(documents, rows, np.vstack(vectors)),
-                                     segment_kind(requested, len(rows), IVF_THRESHOLD))
+                                     segment_kind(requested, len(rows)))
                 infos.append(info)
                 loaded[info["name"]] = Segment(path, info)
                 for doc in documents:
@@ -621,8 +617,9 @@ def _row(vector_id: int, chunk: Chunk) -> ChunkRow:
 
 
 def _load_listed(changed, documents_dir: str | Path, engine) -> tuple[LoadReport, set[str]]:
-    """The documents of the ``changed`` files that exist (bad ones skipped and reported, as in a
-    full update) and the resolved paths of all of them, deleted ones included."""
+    """The documents of the ``changed`` files that exist (read by ``load_documents``, so bad files
+    and ids found twice are skipped and reported as in a full update) and the resolved paths of
+    all of them, deleted ones included."""
     folder = Path(_resolved(str(documents_dir)))
     listed, present = set(), []
     for name in changed:
@@ -632,14 +629,7 @@ def _load_listed(changed, documents_dir: str | Path, engine) -> tuple[LoadReport
         listed.add(str(path))
         if path.exists():
             present.append(path)
-    report = LoadReport()
-    for path, docs, problems, error in engine.load_files(sorted(present), None):
-        if error is not None:
-            report.skipped.append((str(path), error))
-            continue
-        report.skipped.extend((str(path), problem) for problem in problems)
-        report.documents.extend(docs)
-    return report, listed
+    return load_documents(documents_dir, load_files=engine.load_files, files=sorted(present)), listed
 
 
 def _skip_taken_ids(report: LoadReport, untouched: dict[str, dict]) -> None:
@@ -674,13 +664,14 @@ class _SkippedFiles:
         self.paths = {_resolved(p) for p in paths}
         self.stems = {Path(p).stem for p in self.paths if not p.endswith(".jsonl")}
 
-    def holds(self, doc: Document) -> bool:
-        source = _source_file(doc.source_path)
+    def holds(self, doc_id: str, source_path: str | None) -> bool:
+        """Whether the indexed document ``doc_id``, read from ``source_path``, came from a skipped file."""
+        source = _source_file(source_path)
         if source is None:
             return False
         if _resolved(source) in self.paths:
             return True
-        return not source.endswith(".jsonl") and doc.doc_id == Path(source).stem and doc.doc_id in self.stems
+        return not source.endswith(".jsonl") and doc_id == Path(source).stem and doc_id in self.stems
 
 
 def _resolved(path: str) -> str:
@@ -777,22 +768,6 @@ def _remove_leftovers(index_dir: Path, current: str | None, damaged: bool) -> No
         if segment.name not in used:
             log.info("removing unused segment %s", segment.name)
             shutil.rmtree(segment, ignore_errors=True)
-
-
-def _fsync_tree(directory: Path) -> None:
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

@@ -57,7 +57,7 @@ class VectorIndex:
                 sample = vectors[np.sort(rows)]
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
             index.nprobe = min(nlist, NPROBE)
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct() and remove_ids() by id
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove_ids() finds each id without a scan
         else:
             raise ValueError(f"unknown index type {kind!r}")
         built = cls(index, kind)
@@ -79,10 +79,6 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
-
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors for ``ids`` (used when the index type changes with the collection's size)."""
-        return np.vstack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d), np.float32)
 
     def search(self, query: np.ndarray, n: int, selector: "faiss.IDSelector | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` (ids, scores), best first, among the ids ``selector`` admits (all without one)."""

@@ -34,3 +34,13 @@ def seed_index(seed_index_dir):
     import qa
 
     return qa.Index.load(seed_index_dir)
+
+
+@pytest.fixture
+def built(tmp_path, seed_index_dir):
+    """A private copy of the seed documents and of the seed index (copying is cheaper than embedding)."""
+    docs = tmp_path / "documents"
+    shutil.copytree(SEED_DOCUMENTS, docs)
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index_dir, index_dir)
+    return docs, index_dir

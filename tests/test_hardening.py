@@ -26,16 +26,6 @@ ENBEK_Q = "How many jobs will the Enbek Program create?"
 ENBEK_DOC = "004_c8ebc32f0d2447af"
 
 
-@pytest.fixture
-def built(tmp_path, seed_index_dir):
-    """A private copy of the seed documents and of the seed index (copying is cheaper than embedding)."""
-    docs = tmp_path / "documents"
-    shutil.copytree(SEED_DOCUMENTS, docs)
-    index_dir = tmp_path / "index"
-    shutil.copytree(seed_index_dir, index_dir)
-    return docs, index_dir
-
-
 def _generation(index_dir: Path) -> Path:
     return index_dir / json.loads((index_dir / "manifest.json").read_text())["generation"]
 

@@ -104,7 +104,7 @@ def test_rebuild_reembeds_everything(tmp_path):
 
 # Ctrl-C while the lexical index takes the change (the new segment is written by then), and
 # after everything but the manifest is written.
-@pytest.mark.parametrize("step", ["LexicalIndex.update", "_fsync_tree"])
+@pytest.mark.parametrize("step", ["LexicalIndex.update", "fsync_tree"])
 def test_interrupted_update_leaves_previous_index_intact(tmp_path, monkeypatch, step):
     docs, index_dir = _docs_copy(tmp_path), tmp_path / "index"
     sync(docs, index_dir)

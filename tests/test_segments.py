@@ -17,15 +17,6 @@ from qa.store import Store, sync
 ENBEK_DOC = "004_c8ebc32f0d2447af"
 
 
-@pytest.fixture()
-def built(tmp_path, seed_index_dir):
-    docs = tmp_path / "documents"
-    shutil.copytree(SEED_DOCUMENTS, docs)
-    index_dir = tmp_path / "index"
-    shutil.copytree(seed_index_dir, index_dir)
-    return docs, index_dir
-
-
 def _manifest(index_dir: Path) -> dict:
     return json.loads((index_dir / "manifest.json").read_text())
 
