@@ -105,7 +105,7 @@ class Answerer:
         results = self.reader.read(question, [r.text for r in readings], top_k=self.settings.spans_per_window,
                                    proposals=[[r.span_to_repaired(span) for _, span in p] for p, r in zip(proposals, readings)])
         results = [r.result_to_original(result) for r, result in zip(readings, results)]
-        return describe_candidates(asked, windows, slots, proposals, results)
+        return describe_candidates(asked, windows, slots, proposals, results, self.parser)
 
 
 _NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")

@@ -16,7 +16,9 @@ the features ``ask`` computes:
 3. (the reader reads the windows: ``qa/reader.py``)
 4. ``describe_candidates``: every span is completed (``complete_span``: a number keeps its unit
    and qualifier, "more than 750 thousand jobs"; a "which region" answer keeps its head noun,
-   "East Kazakhstan region"; the reader learned SQuAD's habit of cutting these off) and
+   "East Kazakhstan region"; a lone modifier takes the noun it modifies, "deputy chairman";
+   two coordinated counts are cut to the asked one, "16 regional"; the reader learned SQuAD's
+   habit of cutting these off) and
    described by ``FEATURES``: the reader's scores, how well its sentence and window match the
    question, how close it stands to the question's words, whether its shape fits what the
    question asks for (a percentage for "what share", a name for "who"), whether it stands where
@@ -145,10 +147,12 @@ def slot_proposals(slots: list[list[Slot]]) -> list[list[tuple[Slot, tuple[int, 
 
 
 def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[list[Slot]],
-                        proposals: list[list[tuple[Slot, tuple[int, int]]]], results: "list[ReaderResult]") -> list[Candidate]:
+                        proposals: list[list[tuple[Slot, tuple[int, int]]]], results: "list[ReaderResult]",
+                        parser: "SlotFinder | None" = None) -> list[Candidate]:
     """Every span the reader gave for the windows (its best ones, then each slot's best-scored
     span), completed the way a reader of the article would quote it, with the features the
-    answer scorer weighs."""
+    answer scorer weighs. ``parser``: completes a lone modifier to its noun ("deputy" ->
+    "deputy chairman"); without it such a span stays as the reader gave it."""
     candidates: list[Candidate] = []
     windows_of: dict[str, set[int]] = {}
     expected = asked.answer_type
@@ -167,8 +171,10 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
         asked_slots = [slot for slot in slots[w] if slot.asked]
         other_slots = [slot for slot in slots[w] if not slot.asked]
         for i, (span, raw_logit, proposed) in enumerate(spans):
-            a, b = complete_span(doc, window.start + span.start, window.start + span.end, window.end, asked)
+            a, b = _first_of_figures(doc, window.start + span.start, window.start + span.end, asked)
+            a, b = complete_span(doc, a, b, window.end, asked)
             a, b = _within_sentence(doc, window.sentences, a, b)
+            b = _modified_noun_end(parser, doc, window.sentences, a, b, expected)
             text = doc[a:b]
             key = normalize_answer(text)
             if not key or key in seen or not _is_phrase(text, expected):
@@ -388,6 +394,36 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
         if nxt and tokenize(nxt.group(1)) == [asked.head] and span[:1].isupper():
             end = nxt.end()
     return start, end
+
+
+# "16 regional and 208": two counts joined by "and", the first one followed by the question's own
+# words ("How many regional headquarters ...?"): the answer is that first count.
+_COORDINATED_FIGURES = re.compile(
+    rf"([$€£¥₸]?\d[\d.,]*%?(?:\s+(?:thousand|million|billion|trillion))?)((?:\s+[A-Za-z][\w-]*){{1,2}})\s+and\s+\S*\d")
+
+
+def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple[int, int]:
+    """A span over two coordinated counts cut to the one the question asks for (the units the
+    question names then follow it: "16 regional")."""
+    m = _COORDINATED_FIGURES.match(text, start, end)
+    if m and asked.units and set(terms_of(m.group(2))) <= set(asked.units):
+        return start, m.end(1)
+    return start, end
+
+
+_LONE_LOWER_WORD = re.compile(r"[a-z][a-z'’-]*")
+_WORD_AFTER = re.compile(r" [A-Za-z]")
+
+
+def _modified_noun_end(parser: "SlotFinder | None", text: str, sentences: list[tuple[int, int]], a: int, b: int,
+                       expected: str | None) -> int:
+    """The end of a lone lower-case word widened to the noun it modifies ("deputy" -> "deputy
+    chairman"), as the parse of its sentence says; only such words are parsed, so that this
+    costs a parse for few questions. A count's lone word is dropped by ``_is_phrase`` instead."""
+    if parser is None or expected in _COUNTED or not _LONE_LOWER_WORD.fullmatch(text[a:b]) or not _WORD_AFTER.match(text, b):
+        return b
+    s, e = _sentence_around(sentences, a, b)
+    return s + parser.phrase_end(text[s:e], a - s, b - s)
 
 
 # --------------------------------------------------------------------------- positions of words

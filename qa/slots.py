@@ -31,6 +31,7 @@ _HAS_WH_WORD = re.compile(rf"\b(?:{'|'.join(_WH_WORDS)})\b", re.I)
 _LIGHT_VERBS = frozenset({"be", "do", "have"})
 _SUBJECTS = frozenset({"nsubj", "csubj"})
 _OBJECTS = frozenset({"dobj", "attr", "oprd", "acomp", "xcomp", "ccomp", "dative"})
+_MODIFIERS = frozenset({"compound", "amod"})  # a noun's modifiers before it: "deputy chairman", "ruling party"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,22 @@ class SlotFinder:
         stems = {lemma, lemma[:-1] if lemma.endswith("e") else lemma, lemma[:-1] + "i" if lemma.endswith("y") else lemma}
         words = [rf"{re.escape(stem)}\w{{0,4}}" for stem in stems] + [re.escape(f) for f in self._irregular.get(lemma, ())]
         return re.compile(rf"\b(?:{'|'.join(words)})\b", re.I)
+
+    def phrase_end(self, sentence: str, start: int, end: int) -> int:
+        """Where the noun that ``sentence[start:end]`` modifies ends, when that span ends in a
+        modifier of a noun after it ("deputy" in "deputy chairman", "ruling" in "ruling party"):
+        a lone modifier is a fragment of the phrase a reader would quote. Otherwise ``end``."""
+        (doc,) = self._parse([sentence])
+        span = doc.char_span(start, end, alignment_mode="expand")
+        if span is None or not len(span):
+            return end
+        last = span[-1]
+        # Follow the chain of modifiers rightwards ("deputy" -> "prime" -> "minister"), only across
+        # words that modify the same phrase, never past a verb, preposition or punctuation.
+        while (last.dep_ in _MODIFIERS and last.head.i > last.i
+               and all(t.dep_ in _MODIFIERS for t in doc[last.i + 1:last.head.i])):
+            last = last.head
+        return max(end, last.idx + len(last.text))
 
     def slots(self, frame: Frame, texts: list[str]) -> list[list[Slot]]:
         """Per text, the slots of ``frame``: for every use of its verb, its subject and its object.

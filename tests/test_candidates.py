@@ -52,6 +52,20 @@ def test_complete_span(question, text, span, expected):
     assert _complete(question, text, span) == expected
 
 
+@pytest.mark.parametrize("question,span,expected", [
+    ("How many regional headquarters were set up?", "16 regional and 208", (0, 2)),  # the count the question's words follow
+    ("How many territorial headquarters were set up?", "16 regional and 208", None),  # not the first count's: left whole
+    ("How many headquarters were set up?", "16 regional", None),  # one count
+])
+def test_two_coordinated_counts_are_cut_to_the_asked_one(question, span, expected):
+    from qa.candidates import _first_of_figures
+
+    text = f"There are {span} territorial headquarters."
+    start = text.index(span)
+    a, b = _first_of_figures(text, start, start + len(span), AskedFor.of(question))
+    assert (a - start, b - start) == (expected or (0, len(span)))
+
+
 def test_completion_stays_inside_the_window():
     text = "It will create 750 thousand jobs."
     start = text.index("750")
@@ -118,6 +132,18 @@ def test_candidates_carry_every_feature_the_scorer_weighs():
         assert text[c.doc_start:c.doc_end] == c.text and c.reader_text in c.text
     jobs = next(c for c in candidates if "750" in c.text)
     assert jobs.text == "more than 750 thousand jobs" and jobs.features["unit_match"] == 1.0
+
+
+def test_a_lone_modifier_is_completed_to_its_noun_when_a_parser_reads():
+    text = 'Altayev, deputy chairman of the National Chamber of Entrepreneurs "Atameken", spoke.'
+    from qa.candidates import _modified_noun_end
+
+    sentences = sentence_spans(text)
+    a = text.index("deputy")
+    b = a + len("deputy")
+    assert text[a:_modified_noun_end(models.parser(), text, sentences, a, b, None)] == "deputy chairman"
+    assert _modified_noun_end(None, text, sentences, a, b, None) == b  # no parser: as the reader gave it
+    assert _modified_noun_end(models.parser(), text, sentences, a, b, "number") == b  # a count's lone word is dropped instead
 
 
 def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():

@@ -82,3 +82,15 @@ def test_text_without_the_verb_is_not_parsed(finder):
     assert unrelated not in recording.parsed and RECEIVED in recording.parsed
     fresh.slots(frame, [RECEIVED])
     assert recording.parsed.count(RECEIVED) == 1  # parses are kept
+
+
+@pytest.mark.parametrize("sentence,word,phrase", [
+    ('N.Altayev - deputy chairman of the National Chamber of Entrepreneurs "Atameken" said.', "deputy", "deputy chairman"),
+    ("He is a vice president of the bank.", "vice", "vice president"),
+    ("The ruling party won the vote.", "ruling", "ruling party"),
+    ("The party should become open and accessible to citizens.", "open", "open"),  # not a noun's modifier
+    ("The congress elected its chairman.", "chairman", "chairman"),  # already the noun
+])
+def test_a_lone_modifier_ends_at_the_noun_it_modifies(finder, sentence, word, phrase):
+    start = sentence.index(word)
+    assert sentence[start:finder.phrase_end(sentence, start, start + len(word))] == phrase
