@@ -467,8 +467,8 @@ def write_grown_index(index_dir: Path, documents: list, rows: list, vectors: np.
     shutil.rmtree(index_dir, ignore_errors=True)
     index_dir.mkdir(parents=True)
     t0 = time.perf_counter()
-    _write_generation(index_dir, None, None, settings, {}, NewRows(documents, rows, vectors),
-                      np.zeros(0, np.int64), np.zeros(0, np.int64))
+    _write_generation(index_dir, None, None, settings, NewRows(documents, rows, vectors),
+                      np.zeros(0, np.int64), np.zeros(0, np.int64), {"documents": len(documents), "chunks": len(rows)})
     return time.perf_counter() - t0
 
 
@@ -514,13 +514,13 @@ def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
     loaded once beforehand (as in a running service); each ``repeats`` times, median seconds."""
     import qa
     from qa import models
-    from qa.store import sync
+    from qa.store import Store, sync
 
     manifest = json.loads((index_dir / "manifest.json").read_text())
     embedder = models.embedder(manifest["model"], manifest.get("embedding_backend", "torch"))
     embedder.encode(["warm-up"])
     docs_dir.mkdir(parents=True, exist_ok=True)
-    ids = sorted(manifest["documents"])
+    ids = Store.load(index_dir, vectors=False).doc_ids.tolist()
     rng = np.random.default_rng(SEED)
     picks = [ids[int(i)] for i in rng.choice(len(ids), 2 * repeats, replace=False)]
     text = ("Oil prices rose on Monday after producers agreed to extend output cuts into next year, "

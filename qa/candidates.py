@@ -399,7 +399,7 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
 # "16 regional and 208": two counts joined by "and", the first one followed by the question's own
 # words ("How many regional headquarters ...?"): the answer is that first count.
 _COORDINATED_FIGURES = re.compile(
-    rf"([$€£¥₸]?\d[\d.,]*%?(?:\s+(?:thousand|million|billion|trillion))?)((?:\s+[A-Za-z][\w-]*){{1,2}})\s+and\s+\S*\d")
+    r"([$€£¥₸]?\d[\d.,]*%?(?:\s+(?:thousand|million|billion|trillion))?)((?:\s+[A-Za-z][\w-]*){1,2})\s+and\s+\S*\d")
 
 
 def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple[int, int]:

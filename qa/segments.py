@@ -7,15 +7,22 @@ about the same size are merged now and then (``merge_plan``), which drops the de
 Files of ``segments/seg-000012/``::
 
     documents.jsonl   cleaned text and metadata, one document per line
-    documents.json    per document: id, title, date, length, and its line's byte offsets
-    rows.npz          per chunk row: vector id, document (position in this segment), start, end,
+    doc_*.npy         per document, one array each: id (and the order that sorts the ids), date
+                      as YYYYMMDD, length, its line's byte offsets, chunk count, content hash and
+                      source path (the last two read only by an update)
+    documents.json    per document: title and date as written (read only to list documents)
+    row_*.npy         per chunk row: vector id, document (position in this segment), start, end,
                       and its sentences (document offsets, flattened, with a pointer per row)
     vectors.npy       float32, one vector per row: the exact copy, read by merges
     vectors.faiss     the trained inverted-file index of a large segment (a small one is searched
                       exactly, from vectors.npy)
 
-Documents are read from ``documents.jsonl`` when asked for (through a memory map): a loaded index
-holds arrays, not a million Python objects, and its texts stay on disk until a passage needs one.
+Documents are read from ``documents.jsonl`` when asked for, and the arrays are memory-mapped
+``.npy`` files: a loaded index holds arrays, not a million Python objects, and what it does not
+use (a row's sentences, a document's text) stays on disk until a passage needs it.
+Which documents of a segment are live is not written anywhere: a document is live while its rows
+are (a changed or removed document's rows are deleted together), so the generation's deleted
+row ids say it all, and an update never rewrites a table of every document.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import math
 import mmap
 import os
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +65,11 @@ class NewRows:
     vectors: np.ndarray
 
 
+def date_number(date: str | None) -> int:
+    """An ISO date ("2019-07-26", or with a time after it) as the integer 20190726; 0 for none."""
+    return int(date[:10].replace("-", "")) if date else 0
+
+
 def segment_kind(requested: str, n_rows: int) -> str:
     """The vector index of a segment of ``n_rows``: what ``choose_type`` gives for that many, but
     exact search for a segment too small to train an inverted file."""
@@ -76,21 +88,26 @@ def write_segment(directory: Path, batch: NewRows, kind: str) -> dict:
             fh.write(line)
             offsets.append(offsets[-1] + len(line))
             position[doc.doc_id] = i
-    meta = {"ids": [d.doc_id for d in batch.documents], "titles": [d.title for d in batch.documents],
-            "dates": [d.date or "" for d in batch.documents], "chars": [len(d.text) for d in batch.documents],
-            "offsets": offsets}
-    (directory / "documents.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    docs = batch.documents
     rows = batch.rows
+    ids = np.array([d.doc_id for d in docs], dtype=str) if docs else np.zeros(0, "U1")
+    _save(directory, "doc", ids=ids, order=np.argsort(ids, kind="stable"),
+          dates=np.array([date_number(d.date) for d in docs], dtype=np.int32),
+          chars=np.array([len(d.text) for d in docs], dtype=np.int64), offsets=np.array(offsets, dtype=np.int64),
+          chunks=np.bincount([position[r.doc_id] for r in rows], minlength=len(docs)).astype(np.int32),
+          sha256=np.array([(d.sha256 or "").encode("ascii") for d in docs], dtype="S64"),
+          source=np.array([(d.source_path or "").encode("utf-8") for d in docs], dtype=bytes))
+    meta = {"titles": [d.title for d in docs], "dates": [d.date or "" for d in docs]}
+    (directory / "documents.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     sentence_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
     sentence_ptr[1:] = np.cumsum([len(r.sentences) for r in rows])
     # Offsets within one document fit 32 bits (files are at most MAX_FILE_BYTES): half the memory.
     sentences = np.array([s for r in rows for s in r.sentences], dtype=np.int32).reshape(-1, 2)
-    np.savez(directory / "rows.npz",
-             vector_id=np.array([r.vector_id for r in rows], dtype=np.int64),
-             doc=np.array([position[r.doc_id] for r in rows], dtype=np.int32),
-             start=np.array([r.start for r in rows], dtype=np.int32),
-             end=np.array([r.end for r in rows], dtype=np.int32),
-             sentence_ptr=sentence_ptr, sentences=sentences)
+    _save(directory, "row", vector_id=np.array([r.vector_id for r in rows], dtype=np.int64),
+          doc=np.array([position[r.doc_id] for r in rows], dtype=np.int32),
+          start=np.array([r.start for r in rows], dtype=np.int32),
+          end=np.array([r.end for r in rows], dtype=np.int32),
+          sentence_ptr=sentence_ptr, sentences=sentences)
     vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
     np.save(directory / "vectors.npy", vectors)
     if kind != "flat":
@@ -98,6 +115,17 @@ def write_segment(directory: Path, batch: NewRows, kind: str) -> dict:
                           ).save(directory / "vectors.faiss")
     fsync_tree(directory)
     return {"name": directory.name, "kind": kind, "rows": len(rows), "documents": len(batch.documents)}
+
+
+def _save(directory: Path, prefix: str, **arrays: np.ndarray) -> None:
+    for name, array in arrays.items():
+        np.save(directory / f"{prefix}_{name}.npy", array)
+
+
+def _load(directory: Path, prefix: str, name: str) -> np.ndarray:
+    """A segment's array, memory-mapped (read-only): loading a segment reads no array whole, and a
+    mapped file stays readable after a later update deletes it, for an index still loaded."""
+    return np.load(directory / f"{prefix}_{name}.npy", mmap_mode="r")
 
 
 def fsync_tree(directory: Path) -> None:
@@ -124,22 +152,23 @@ class Segment:
         self.directory = directory
         self.name = info["name"]
         self.kind = info["kind"]
-        meta = json.loads((directory / "documents.json").read_text(encoding="utf-8"))
-        self.doc_ids: list[str] = meta["ids"]
-        self.titles: list[str | None] = meta["titles"]
-        self.dates: list[str] = meta["dates"]
-        self.chars: list[int] = meta["chars"]
-        self._offsets = np.asarray(meta["offsets"], dtype=np.int64)
-        with np.load(directory / "rows.npz") as rows:
-            self.vector_ids = rows["vector_id"]
-            self.row_doc = rows["doc"]
-            self.starts = rows["start"]
-            self.ends = rows["end"]
-            self.sentence_ptr = rows["sentence_ptr"]
-            self.sentences = rows["sentences"]
+        self.doc_ids = _load(directory, "doc", "ids")
+        self.id_order = _load(directory, "doc", "order")  # the positions that sort doc_ids
+        self.date_numbers = _load(directory, "doc", "dates")  # YYYYMMDD, 0 for none
+        self.chars = _load(directory, "doc", "chars")
+        self.chunks = _load(directory, "doc", "chunks")
+        self._offsets = _load(directory, "doc", "offsets")
+        self.vector_ids = _load(directory, "row", "vector_id")
+        self.row_doc = _load(directory, "row", "doc")
+        self.starts = _load(directory, "row", "start")
+        self.ends = _load(directory, "row", "end")
+        self.sentence_ptr = _load(directory, "row", "sentence_ptr")
+        self.sentences = _load(directory, "row", "sentences")
         n = len(self.vector_ids)
-        if (n != info["rows"] or len(self.doc_ids) != info["documents"] or len(self._offsets) != len(self.doc_ids) + 1
-                or len(self.sentence_ptr) != n + 1 or len(self.row_doc) != n):
+        n_docs = len(self.doc_ids)
+        if (n != info["rows"] or n_docs != info["documents"] or len(self._offsets) != n_docs + 1
+                or len(self.sentence_ptr) != n + 1 or len(self.row_doc) != n or int(self.chunks.sum()) != n
+                or len(self.id_order) != n_docs or len(self.date_numbers) != n_docs or len(self.chars) != n_docs):
             raise ValueError(f"segment {self.name} holds {n} rows and {len(self.doc_ids)} documents, "
                              f"the manifest says {info['rows']} and {info['documents']}")
         with open(directory / "documents.jsonl", "rb") as fh:
@@ -156,6 +185,28 @@ class Segment:
     def live(self, deleted: np.ndarray) -> np.ndarray:
         """Which of this segment's rows are not among the ``deleted`` vector ids (a boolean mask)."""
         return ~np.isin(self.vector_ids, deleted) if len(deleted) else np.ones(len(self), dtype=bool)
+
+    def live_documents(self, live_rows: np.ndarray) -> np.ndarray:
+        """Which of this segment's documents are live, given its live rows (a boolean mask): a
+        document is live while its rows are, and a document has at least one row."""
+        out = np.zeros(len(self.doc_ids), dtype=bool)
+        out[self.row_doc[live_rows]] = True
+        return out
+
+    @cached_property
+    def sha256(self) -> np.ndarray:
+        """Per document, its file's content hash (hex, bytes): read when an update asks."""
+        return _load(self.directory, "doc", "sha256")
+
+    @cached_property
+    def source_paths(self) -> np.ndarray:
+        """Per document, the file it was read from (UTF-8 bytes, b"" for none): read when asked."""
+        return _load(self.directory, "doc", "source")
+
+    @cached_property
+    def meta(self) -> dict:
+        """Per document, its title and date as written: read when the documents are listed."""
+        return json.loads((self.directory / "documents.json").read_text(encoding="utf-8"))
 
     def _read_document(self, position: int) -> Document:
         line = self._text[int(self._offsets[position]):int(self._offsets[position + 1])]

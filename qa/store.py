@@ -2,8 +2,9 @@
 
 Layout of ``index/``::
 
-    manifest.json         format version, model, dimension, chunker settings, the segments in use,
-                          each document's hash, chunk count and segment, and the generation in use
+    manifest.json         format version, model, dimension, chunker settings, the segments in use
+                          and the generation in use (nothing per document: at half a million
+                          documents, parsing and rewriting such a table cost an update seconds)
     segments/seg-000004/  one batch of documents with their chunk rows and vectors, written once
                           and never changed (``qa/segments.py``)
     gen-000007/           what makes one state of the index out of the segments:
@@ -55,14 +56,16 @@ from .vectors import SegmentedVectors, choose_type
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 1: one folder per generation holding every file (session 7 and before)
+# 1: one folder per generation holding every file (session 7 and before); 2: the manifest listed
+# every document (session 8).
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TMP_MANIFEST = f".{MANIFEST}.tmp"
 LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 600.0  # a second writer waits this long for the first, then gives up with IndexBusyError
 # The keys ``Store.load`` and ``sync`` read; a manifest without one of them is damaged.
-REQUIRED_KEYS = ("format_version", "model", "dimension", "chunker", "index_type", "next_vector_id", "documents",
-                 "generation", "segments")
+REQUIRED_KEYS = ("format_version", "model", "dimension", "chunker", "index_type", "next_vector_id", "generation",
+                 "segments")
 _GENERATION = re.compile(r"gen-(\d{6,})")
 _SEGMENT = re.compile(r"seg-(\d{6,})")
 # Everything a damaged file can raise while it is parsed: faiss reports a truncated file as RuntimeError.
@@ -98,23 +101,30 @@ class Store:
         self.segments = segments
         self.deleted = deleted
         self.lexical = lexical
-        entries = manifest["documents"]
-        self.doc_ids = np.array(sorted(entries), dtype=str)
-        position = {doc_id: i for i, doc_id in enumerate(self.doc_ids.tolist())}
-        dates = [""] * len(position)
-        self._location: dict[str, tuple[int, int]] = {}  # document -> (segment, its place in the segment)
-        parts = []
+        # The live documents of each segment, in id order; then all of them in id order (the
+        # segments' sorted runs merged by a stable sort, which finds the runs: 25 ms at 575k).
+        parts, ids, doc_segment, doc_local = [], [], [], []
         self._live: list[np.ndarray] = []  # per segment, its live rows
         for s, segment in enumerate(segments):
+            live = segment.live(deleted)
+            self._live.append(np.flatnonzero(live))
+            local = segment.id_order[segment.live_documents(live)[segment.id_order]]
+            ids.append(segment.doc_ids[local])
+            doc_segment.append(np.full(len(local), s, dtype=np.int32))
+            doc_local.append(local.astype(np.int64))
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, "U1")
+        order = np.argsort(all_ids, kind="stable")
+        self.doc_ids = all_ids[order]
+        if len(self.doc_ids) > 1 and (twice := self.doc_ids[1:] == self.doc_ids[:-1]).any():
+            raise ValueError(f"document {self.doc_ids[1:][twice][0]!r} is live in two segments")
+        # Per document (sorted by id): where it is stored.
+        self.doc_segment = np.concatenate(doc_segment)[order] if ids else np.zeros(0, np.int32)
+        self.doc_local = np.concatenate(doc_local)[order] if ids else np.zeros(0, np.int64)
+        for s, segment in enumerate(segments):
+            mine = np.flatnonzero(self.doc_segment == s)
             to_global = np.full(len(segment.doc_ids), -1, dtype=np.int64)
-            for j, doc_id in enumerate(segment.doc_ids):
-                entry = entries.get(doc_id)
-                if entry is not None and entry["segment"] == segment.name:
-                    to_global[j] = position[doc_id]
-                    dates[position[doc_id]] = segment.dates[j]
-                    self._location[doc_id] = (s, j)
-            live = np.flatnonzero(segment.live(deleted))
-            self._live.append(live)
+            to_global[self.doc_local[mine]] = mine
+            live = self._live[s]
             parts.append((np.full(len(live), s, dtype=np.int32), live, segment.vector_ids[live],
                           to_global[segment.row_doc[live]]))
         self.row_segment = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
@@ -124,20 +134,16 @@ class Store:
         # comparisons over the documents and one gather over the rows, not a loop per question.
         self.row_doc = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.int64)
         # YYYYMMDD as integers (0: no date): date filters compare numbers, not strings.
-        self.doc_dates = np.array([int(d[:10].replace("-", "")) if d else 0 for d in dates], dtype=np.int32)
-        if len(self._location) != len(position) or (self.row_doc < 0).any():
-            missing = sorted(set(position) - set(self._location))[:3]
-            raise ValueError(f"the segments and the manifest disagree (documents {missing} not found, "
-                             f"{int((self.row_doc < 0).sum())} live rows of no document)")
-        counts = np.bincount(self.row_doc, minlength=len(position))
-        expected = np.array([entries[d]["chunks"] for d in self.doc_ids.tolist()], dtype=np.int64)
-        if not np.array_equal(counts, expected):
-            raise ValueError(f"{int((counts != expected).sum())} documents have another number of live rows "
-                             f"than the manifest says")
+        self.doc_dates = self._per_document(lambda segment: segment.date_numbers).astype(np.int32)
+        self.doc_chunks = np.bincount(self.row_doc, minlength=len(self.doc_ids))
+        written = self._per_document(lambda segment: segment.chunks)
+        if not np.array_equal(self.doc_chunks, written):  # some but not all rows of a document deleted
+            raise ValueError(f"{int((self.doc_chunks != written).sum())} documents have another number of live rows "
+                             f"than their segment wrote")
         # A document's rows are consecutive and in chunk order: chunk "<doc>#i" is row first + i.
-        self._first_row = np.zeros(len(position), dtype=np.int64)
-        present, first = np.unique(self.row_doc, return_index=True)
-        self._first_row[present] = first
+        self._first_row = np.zeros(len(self.doc_ids), dtype=np.int64)
+        first = np.flatnonzero(np.r_[True, self.row_doc[1:] != self.row_doc[:-1]]) if len(self.row_doc) else []
+        self._first_row[self.row_doc[first]] = first
         order = np.argsort(self.vector_ids, kind="stable")
         self._sorted_ids = self.vector_ids[order]
         self._row_of_sorted = order
@@ -147,6 +153,34 @@ class Store:
         self._vectors_lock = threading.Lock()
         if load_vectors:
             self._vectors = self._load_vectors()
+
+    def _per_document(self, column: Callable[[Segment], np.ndarray]) -> np.ndarray:
+        """A per-document column of the segments' tables, for the live documents in id order."""
+        if not self.segments:
+            return np.zeros(0, np.int64)
+        out = None
+        for s, segment in enumerate(self.segments):
+            values = column(segment)
+            if out is None:
+                out = np.zeros(len(self.doc_ids), dtype=values.dtype)
+            elif values.dtype.itemsize > out.dtype.itemsize:
+                out = out.astype(values.dtype)  # byte strings of another width
+            mine = self.doc_segment == s
+            out[mine] = values[self.doc_local[mine]]
+        return out
+
+    def doc_index(self, doc_id: str) -> int | None:
+        """The position of ``doc_id`` among the live documents (sorted by id), or None."""
+        i = int(np.searchsorted(self.doc_ids, doc_id))
+        return i if i < len(self.doc_ids) and self.doc_ids[i] == doc_id else None
+
+    def sha256s(self) -> list[str]:
+        """Per document (in id order), its file's content hash: read from the segments when asked."""
+        return [h.decode("ascii") for h in self._per_document(lambda segment: segment.sha256).tolist()]
+
+    def source_paths(self) -> list[str | None]:
+        """Per document (in id order), the file it was read from: read from the segments when asked."""
+        return [p.decode("utf-8") or None for p in self._per_document(lambda segment: segment.source_paths).tolist()]
 
     @property
     def model(self) -> str:
@@ -185,10 +219,8 @@ class Store:
 
     def chunk_row(self, chunk_id: str) -> ChunkRow:
         doc_id, _, ordinal = chunk_id.rpartition("#")
-        if doc_id not in self._location or not ordinal.isdigit():
-            raise KeyError(chunk_id)
-        doc = int(np.searchsorted(self.doc_ids, doc_id))
-        if int(ordinal) >= self.manifest["documents"][doc_id]["chunks"]:
+        doc = self.doc_index(doc_id)
+        if doc is None or not ordinal.isdigit() or int(ordinal) >= self.doc_chunks[doc]:
             raise KeyError(chunk_id)
         return self.row(int(self._first_row[doc]) + int(ordinal))
 
@@ -208,13 +240,12 @@ class Store:
         return out
 
     def document_infos(self) -> list[DocumentInfo]:
-        entries = self.manifest["documents"]
         out = []
-        for doc_id in self.doc_ids.tolist():
-            s, j = self._location[doc_id]
+        for doc_id, s, j, chunks, source in zip(self.doc_ids.tolist(), self.doc_segment.tolist(),
+                                                self.doc_local.tolist(), self.doc_chunks.tolist(), self.source_paths()):
             segment = self.segments[s]
-            out.append(DocumentInfo(doc_id, segment.titles[j], segment.dates[j] or None, entries[doc_id]["chunks"],
-                                    entries[doc_id]["source_path"], segment.chars[j]))
+            out.append(DocumentInfo(doc_id, segment.meta["titles"][j], segment.meta["dates"][j] or None, chunks,
+                                    source, int(segment.chars[j])))
         return out
 
     # ---- loading -----------------------------------------------------------------------
@@ -253,11 +284,13 @@ class _Documents(Mapping):
         self._store = store
 
     def __getitem__(self, doc_id: str) -> Document:
-        s, j = self._store._location[doc_id]
-        return self._store.segments[s].document(j)
+        i = self._store.doc_index(doc_id) if isinstance(doc_id, str) else None
+        if i is None:
+            raise KeyError(doc_id)
+        return self._store.segments[int(self._store.doc_segment[i])].document(int(self._store.doc_local[i]))
 
     def __contains__(self, doc_id) -> bool:
-        return doc_id in self._store._location
+        return isinstance(doc_id, str) and self._store.doc_index(doc_id) is not None
 
     def __iter__(self):
         return iter(self._store.doc_ids.tolist())
@@ -306,8 +339,8 @@ def read_manifest(directory: Path, parsed: dict | None = None) -> dict:
     if not isinstance(manifest["generation"], str) or not _GENERATION.fullmatch(manifest["generation"]):
         # Also keeps a forged manifest from pointing the loader outside the index folder.
         raise IndexDamagedError(f"{path} is damaged (bad generation {str(manifest['generation'])[:40]!r}); {REBUILD_HINT}")
-    if not isinstance(manifest["documents"], dict) or not isinstance(manifest["chunker"], dict):
-        raise IndexDamagedError(f"{path} is damaged (documents or chunker is not an object); {REBUILD_HINT}")
+    if not isinstance(manifest["chunker"], dict):
+        raise IndexDamagedError(f"{path} is damaged (chunker is not an object); {REBUILD_HINT}")
     segments = manifest["segments"]
     if not isinstance(segments, list) or not all(
             isinstance(s, dict) and isinstance(s.get("name"), str) and _SEGMENT.fullmatch(s["name"]) for s in segments):
@@ -382,30 +415,25 @@ def sync(
         old = None
         if not rebuild and (index_dir / MANIFEST).exists():
             old = Store.load(index_dir, model=model, vectors=False, manifest=manifest)
-        old_entries: dict[str, dict] = old.manifest["documents"] if old else {}
+        old_ids = old.doc_ids.tolist() if old else []
         notify(0, 1, "reading documents")
+        # Which of the old documents stay as they are (by their place in ``old_ids``).
+        kept = np.zeros(len(old_ids), dtype=bool)
         if changed is None:
             # Files whose bytes the index already holds are not parsed and cleaned again; what comes
             # back for them stands for the stored document (its text stays in its segment).
-            known = {e["sha256"]: Document(doc_id, "", source_path=e["source_path"], sha256=e["sha256"])
-                     for doc_id, e in old_entries.items()}
+            known = {sha: Document(doc_id, "", source_path=source, sha256=sha)
+                     for doc_id, sha, source in zip(old_ids, old.sha256s(), old.source_paths())} if old else {}
             report = load_documents(documents_dir, known=known or None, load_files=engine.load_files)
-            untouched: dict[str, dict] = {}
         else:
             if old is None:
                 raise IndexStateError(f"there is no index at {index_dir} to update file by file: build it first "
                                       f"with `python -m qa index`")
             # The listed files are read whole (an unchanged one is found unchanged by its hash below).
             report, listed = _load_listed(changed, documents_dir, engine)
-            # A listed article file stands for the document named by its stem (wherever the folder
-            # was when it was indexed), a listed JSONL file for the documents read from it. Only
-            # entries whose file has a listed file's name are resolved (a file system call each).
-            names = {os.path.basename(path) for path in listed}
-            stems = {Path(path).stem for path in listed if not path.endswith(".jsonl")}
-            untouched = {doc_id: e for doc_id, e in old_entries.items() if doc_id not in stems and (
-                os.path.basename(_source_file(e["source_path"]) or "") not in names
-                or _resolved(_source_file(e["source_path"])) not in listed)}
-            _skip_taken_ids(report, untouched)
+            kept[:] = True
+            kept[_documents_of_files(old, listed)] = False
+            _skip_taken_ids(report, old, kept)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
         if old and embedding_backend and embedding_backend != old.embedding_backend:
             raise IndexMismatchError(
@@ -421,26 +449,30 @@ def sync(
             )
 
         skipped = _SkippedFiles(path for path, _ in report.skipped)
-        entries: dict[str, dict] = dict(untouched)  # the new manifest's documents
+        unchanged = int(kept.sum())
         to_embed: list[Document] = []
         added = updated = 0
-        unchanged = len(untouched)
+        old_sha = _LazyColumn(lambda: old._per_document(lambda segment: segment.sha256))  # hex, as bytes
+        embedded = np.zeros(len(old_ids), dtype=bool)
         for doc in report.documents:
-            previous = old_entries.get(doc.doc_id)
-            if previous is not None and previous["sha256"] == doc.sha256:
-                entries[doc.doc_id] = previous
+            i = old.doc_index(doc.doc_id) if old else None
+            if i is not None and old_sha()[i] == (doc.sha256 or "").encode("ascii"):
+                kept[i] = True
                 unchanged += 1
             else:
                 to_embed.append(doc)
-                added += previous is None
-                updated += previous is not None
+                added += i is None
+                updated += i is not None
+                if i is not None:
+                    embedded[i] = True
         # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
-        embedded_ids = {d.doc_id for d in to_embed}
-        for doc_id, previous in old_entries.items():
-            if doc_id not in entries and doc_id not in embedded_ids and skipped.holds(doc_id, previous["source_path"]):
-                entries[doc_id] = previous
-                unchanged += 1
-        removed = sum(1 for doc_id in old_entries if doc_id not in entries and doc_id not in embedded_ids)
+        if report.skipped:
+            sources = old.source_paths() if old else []
+            for i in np.flatnonzero(~kept & ~embedded).tolist():
+                if skipped.holds(old_ids[i], sources[i]):
+                    kept[i] = True
+                    unchanged += 1
+        removed = int((~kept & ~embedded).sum())
 
         embedder = embedder or (models.embedder(model_name, backend) if (to_embed or old is None) else None)
         if model_name is None:
@@ -466,17 +498,15 @@ def sync(
 
         summary = UpdateSummary(
             added=added, updated=updated, removed=removed, unchanged=unchanged, skipped=list(report.skipped),
-            chunks_embedded=len(new_rows), total_documents=len(entries) + len(to_embed),
-            total_chunks=sum(e["chunks"] for e in entries.values()) + len(new_rows),
+            chunks_embedded=len(new_rows), total_documents=int(kept.sum()) + len(to_embed),
+            total_chunks=(int(old.doc_chunks[kept].sum()) if old else 0) + len(new_rows),
         )
         if old is None or summary.changed or rebuild:
             notify(len(new_rows), max(len(new_rows), 1), "writing index")
             # An explicit type is remembered; "auto" keeps what the index was built with.
             requested_type = index_type if index_type != "auto" or not old else old.manifest.get("requested_index_type", "auto")
             # The rows of changed and removed documents are deleted where they are.
-            gone = [doc_id for doc_id in old_entries if doc_id not in entries]
-            newly_deleted = old.vector_ids[np.isin(old.row_doc, np.searchsorted(old.doc_ids, gone))] if gone else \
-                np.zeros(0, np.int64)
+            newly_deleted = old.vector_ids[~kept[old.row_doc]] if old else np.zeros(0, np.int64)
             deleted = np.union1d(old.deleted, newly_deleted) if old else np.zeros(0, np.int64)
             _write_generation(index_dir, old, current, {
                 "format_version": FORMAT_VERSION,
@@ -486,7 +516,8 @@ def sync(
                 "chunker": asdict(settings),
                 "requested_index_type": requested_type,
                 "next_vector_id": next_id,
-            }, entries, NewRows(to_embed, new_rows, vectors_new), deleted, newly_deleted)
+            }, NewRows(to_embed, new_rows, vectors_new), deleted, newly_deleted,
+                {"documents": summary.total_documents, "chunks": summary.total_chunks})
         seconds = time.perf_counter() - t0
         notify(1, 1, "done")
         for path, reason in summary.skipped:
@@ -497,10 +528,10 @@ def sync(
 
 
 def _write_generation(index_dir: Path, old: Store | None, current: str | None, settings: dict,
-                      entries: dict[str, dict], batch: NewRows, deleted: np.ndarray, newly_deleted: np.ndarray) -> None:
+                      batch: NewRows, deleted: np.ndarray, newly_deleted: np.ndarray, counts: dict) -> None:
     """Write the new segment, merge what the merge plan says, write the generation folder, and
-    switch the manifest to it (the commit point). ``entries`` are the kept documents' manifest
-    entries; they gain the new ones'. A failure before the switch changes nothing that is in use."""
+    switch the manifest to it (the commit point). ``counts``: the documents and chunks the new
+    generation holds. A failure before the switch changes nothing that is in use."""
     segments_dir = index_dir / SEGMENTS_DIR
     written: list[Path] = []
     number = 1 + max([_generation_number(p.name) or 0 for p in index_dir.glob("gen-*")] or [0])
@@ -516,14 +547,9 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
             info = write_segment(path, batch, segment_kind(requested, len(batch.rows)))
             infos.append(info)
             loaded[info["name"]] = Segment(path, info)
-            for doc in batch.documents:
-                entries[doc.doc_id] = {"sha256": doc.sha256, "chunks": 0, "source_path": doc.source_path,
-                                       "segment": info["name"]}
-            for row in batch.rows:
-                entries[row.doc_id]["chunks"] += 1
         # A newly asked index type applies to every segment: they are all rewritten into one.
         retype = old is not None and requested != old.manifest.get("requested_index_type", "auto") and len(infos) > 0
-        infos, deleted = _merge(segments_dir, infos, loaded, entries, deleted, requested, written, retype)
+        infos, deleted = _merge(segments_dir, infos, loaded, deleted, requested, written, retype)
 
         gen.mkdir()
         lexical_rows = [LexicalRow(r.vector_id, r.doc_id, d.date, tokenize(d.text[r.start:r.end]))
@@ -543,14 +569,11 @@ def _write_generation(index_dir: Path, old: Store | None, current: str | None, s
         raise IndexStateError(f"could not write the index in {index_dir} ({_short(exc)}); nothing was changed") from exc
     biggest = max(infos, key=lambda i: i["rows"], default=None)
     manifest = {**settings, "index_type": biggest["kind"] if biggest else "flat", "segments": infos,
-                "documents": dict(sorted(entries.items())),
-                "counts": {"documents": len(entries), "chunks": sum(e["chunks"] for e in entries.values())},
+                "counts": counts,
                 "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "generation": gen.name}
     tmp = index_dir / TMP_MANIFEST
     with open(tmp, "w", encoding="utf-8") as fh:
-        # dumps, not dump: only dumps uses json's C encoder (dump streams through the Python one,
-        # 10x slower on a manifest of half a million documents).
         fh.write(json.dumps(manifest, ensure_ascii=False))
         fh.flush()
         os.fsync(fh.fileno())
@@ -566,8 +589,7 @@ def _rows_with_documents(batch: NewRows):
     return [(by_id[r.doc_id], r) for r in batch.rows]
 
 
-def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], entries: dict[str, dict],
-           deleted: np.ndarray, requested: str, written: list[Path], everything: bool = False) -> tuple[list[dict], np.ndarray]:
+def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], deleted: np.ndarray, requested: str, written: list[Path], everything: bool = False) -> tuple[list[dict], np.ndarray]:
     """Merge the groups ``merge_plan`` names until it names none (first all segments into one,
     when ``everything``): each group's live rows become one new segment (its documents and exact
     vectors copied, its index trained anew when it is large), and the group's deleted ids are
@@ -583,8 +605,9 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], en
             for name in group:
                 segment = loaded[name]
                 stored = segment.stored_vectors()
-                for j, doc_id in enumerate(segment.doc_ids):
-                    if entries.get(doc_id, {}).get("segment") != name:
+                live_documents = segment.live_documents(live[name])
+                for j, doc_id in enumerate(segment.doc_ids.tolist()):
+                    if not live_documents[j]:
                         continue  # changed or removed since: its rows are deleted
                     documents.append(segment.document(j))
                     local = np.flatnonzero((segment.row_doc == j) & live[name])
@@ -600,8 +623,6 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], en
                                      segment_kind(requested, len(rows)))
                 infos.append(info)
                 loaded[info["name"]] = Segment(path, info)
-                for doc in documents:
-                    entries[doc.doc_id] = {**entries[doc.doc_id], "segment": info["name"]}
             log.info("merged segments %s into %s (%d rows)", ", ".join(group), infos[-1]["name"] if rows else "nothing",
                      len(rows))
 
@@ -632,17 +653,57 @@ def _load_listed(changed, documents_dir: str | Path, engine) -> tuple[LoadReport
     return load_documents(documents_dir, load_files=engine.load_files, files=sorted(present)), listed
 
 
-def _skip_taken_ids(report: LoadReport, untouched: dict[str, dict]) -> None:
-    """A changed file's document whose id another file already holds is skipped, as the full
-    update skips every copy of an ambiguous id (here the indexed copy stays)."""
+def _documents_of_files(store: Store, listed: set[str]) -> list[int]:
+    """The stored documents (places in ``store.doc_ids``) that the ``listed`` files (resolved
+    paths) stand for: an article file for the document named by its stem (wherever the folder
+    was when it was indexed: an article's id is always its file's stem), a JSONL file for the
+    documents read from it. Source paths are read only for a listed JSONL file; the documents
+    that may come from it are found by a vectorised search, and only those are resolved (a file
+    system call each)."""
+    out = {i for path in listed if not path.endswith(".jsonl")
+           if (i := store.doc_index(Path(path).stem)) is not None}
+    names = {os.path.basename(path) for path in listed if path.endswith(".jsonl")}
+    if not names:
+        return sorted(out)
+    sources = store._per_document(lambda segment: segment.source_paths)
+    maybe = np.zeros(len(sources), dtype=bool)
+    for name in names:
+        maybe |= np.char.find(sources, name.encode("utf-8")) >= 0
+    for i in np.flatnonzero(maybe).tolist():
+        source = _source_file(sources[i].decode("utf-8"))
+        if source and os.path.basename(source) in names and _resolved(source) in listed:
+            out.add(i)
+    return sorted(out)
+
+
+def _skip_taken_ids(report: LoadReport, old: Store, kept: np.ndarray) -> None:
+    """A changed file's document whose id another (kept) file already holds is skipped, as the
+    full update skips every copy of an ambiguous id (here the indexed copy stays)."""
     keep = []
+    sources = None
     for doc in report.documents:
-        if doc.doc_id in untouched:
+        i = old.doc_index(doc.doc_id)
+        if i is not None and kept[i]:
+            sources = sources or _LazyColumn(old.source_paths)
             report.skipped.append((doc.source_path or "", f"duplicate document id {doc.doc_id!r} (also in "
-                                                          f"{untouched[doc.doc_id]['source_path']}); rename one of them"))
+                                                          f"{sources()[i]}); rename one of them"))
         else:
             keep.append(doc)
     report.documents = keep
+
+
+class _LazyColumn:
+    """A per-document column of the store, read on the first call (an update that needs no hash
+    or path never reads them)."""
+
+    def __init__(self, read: Callable[[], "list | np.ndarray"]):
+        self._read = read
+        self._values = None
+
+    def __call__(self):
+        if self._values is None:
+            self._values = self._read()
+        return self._values
 
 
 def _source_file(source_path: str | None) -> str | None:

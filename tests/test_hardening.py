@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, SEED_DOCUMENTS
 
@@ -56,11 +57,14 @@ DAMAGE = {
     "random bytes manifest": lambda d: (d / "manifest.json").write_bytes(os.urandom(64)),
     "list manifest": lambda d: (d / "manifest.json").write_text("[1, 2, 3]"),
     "manifest without generation": _edit_manifest(lambda m: m.pop("generation")),
-    "manifest without documents": _edit_manifest(lambda m: m.pop("documents")),
+    "manifest without segments": _edit_manifest(lambda m: m.pop("segments")),
     "generation outside the folder": _edit_manifest(lambda m: m.update(generation="../../etc")),
     "truncated vectors.npy": _truncate_vectors,
     "missing generation folder": lambda d: shutil.rmtree(_generation(d)),
-    "missing chunk rows": lambda d: (_segment(d) / "rows.npz").unlink(),
+    "missing chunk rows": lambda d: (_segment(d) / "row_doc.npy").unlink(),
+    "missing document table": lambda d: (_segment(d) / "doc_ids.npy").unlink(),
+    # one row of a three-chunk document deleted: a document's rows go together, or the index is damaged
+    "part of a document deleted": lambda d: np.save(_generation(d) / "deleted.npy", np.array([0], dtype=np.int64)),
     "missing segment": lambda d: shutil.rmtree(_segment(d)),
     "truncated documents.jsonl": lambda d: (_segment(d) / "documents.jsonl").write_text("{"),
     "missing lexical index": lambda d: shutil.rmtree(_generation(d) / "lexical"),
