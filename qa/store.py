@@ -35,6 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -144,9 +145,6 @@ class Store:
         self._first_row = np.zeros(len(self.doc_ids), dtype=np.int64)
         first = np.flatnonzero(np.r_[True, self.row_doc[1:] != self.row_doc[:-1]]) if len(self.row_doc) else []
         self._first_row[self.row_doc[first]] = first
-        order = np.argsort(self.vector_ids, kind="stable")
-        self._sorted_ids = self.vector_ids[order]
-        self._row_of_sorted = order
         self.documents = _Documents(self)
         self.rows = _Rows(self)
         self._vectors = None
@@ -173,6 +171,10 @@ class Store:
         """The position of ``doc_id`` among the live documents (sorted by id), or None."""
         i = int(np.searchsorted(self.doc_ids, doc_id))
         return i if i < len(self.doc_ids) and self.doc_ids[i] == doc_id else None
+
+    def sha256_of(self, doc: int) -> str:
+        """The content hash of the document at ``doc`` (its place in ``doc_ids``)."""
+        return self.segments[int(self.doc_segment[doc])].sha256[int(self.doc_local[doc])].decode("ascii")
 
     def sha256s(self) -> list[str]:
         """Per document (in id order), its file's content hash: read from the segments when asked."""
@@ -226,8 +228,15 @@ class Store:
 
     def rows_of_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The row of each vector id (ids of rows this generation holds)."""
-        at = np.searchsorted(self._sorted_ids, ids)
-        return self._row_of_sorted[np.minimum(at, len(self._sorted_ids) - 1)]
+        sorted_ids, row_of_sorted = self._vector_order
+        at = np.searchsorted(sorted_ids, ids)
+        return row_of_sorted[np.minimum(at, len(sorted_ids) - 1)]
+
+    @cached_property
+    def _vector_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The vector ids sorted, and the row of each: made on the first search (an update needs none)."""
+        order = np.argsort(self.vector_ids, kind="stable")
+        return self.vector_ids[order], order
 
     def stored_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The exact float32 vectors of ``ids``, read from the segments (not from the search index)."""
@@ -452,11 +461,10 @@ def sync(
         unchanged = int(kept.sum())
         to_embed: list[Document] = []
         added = updated = 0
-        old_sha = _LazyColumn(lambda: old._per_document(lambda segment: segment.sha256))  # hex, as bytes
         embedded = np.zeros(len(old_ids), dtype=bool)
         for doc in report.documents:
             i = old.doc_index(doc.doc_id) if old else None
-            if i is not None and old_sha()[i] == (doc.sha256 or "").encode("ascii"):
+            if i is not None and old.sha256_of(i) == doc.sha256:
                 kept[i] = True
                 unchanged += 1
             else:
@@ -680,30 +688,15 @@ def _skip_taken_ids(report: LoadReport, old: Store, kept: np.ndarray) -> None:
     """A changed file's document whose id another (kept) file already holds is skipped, as the
     full update skips every copy of an ambiguous id (here the indexed copy stays)."""
     keep = []
-    sources = None
     for doc in report.documents:
         i = old.doc_index(doc.doc_id)
         if i is not None and kept[i]:
-            sources = sources or _LazyColumn(old.source_paths)
+            source = old.segments[int(old.doc_segment[i])].source_paths[int(old.doc_local[i])].decode("utf-8")
             report.skipped.append((doc.source_path or "", f"duplicate document id {doc.doc_id!r} (also in "
-                                                          f"{sources()[i]}); rename one of them"))
+                                                          f"{source}); rename one of them"))
         else:
             keep.append(doc)
     report.documents = keep
-
-
-class _LazyColumn:
-    """A per-document column of the store, read on the first call (an update that needs no hash
-    or path never reads them)."""
-
-    def __init__(self, read: Callable[[], "list | np.ndarray"]):
-        self._read = read
-        self._values = None
-
-    def __call__(self):
-        if self._values is None:
-            self._values = self._read()
-        return self._values
 
 
 def _source_file(source_path: str | None) -> str | None:

@@ -143,3 +143,28 @@ def test_a_new_index_type_rewrites_every_segment(built):
     index = qa.Index.load(index_dir)
     assert len(index.store.vectors) == summary.total_chunks
     assert index.retrieve("bridge in Pavlodar", k=1)[0].doc_id == "950_note"
+
+
+def test_a_changed_jsonl_file_stands_for_the_documents_read_from_it(built):
+    docs, index_dir = built
+    feed = docs / "feed.jsonl"
+    records = [{"id": "wire-1", "title": "Grain", "text": "Wheat exports from Kostanay rose by a tenth this spring."},
+               {"id": "wire-2", "title": "Rail", "text": "A new rail line links Pavlodar with Ekibastuz since May."}]
+    feed.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    summary = qa.update_index(docs, index_dir, changed=[feed])
+    assert (summary.added, summary.unchanged, summary.total_documents) == (2, 5, 7)
+    # One record dropped from the file: listing the file removes it, the other record is unchanged.
+    feed.write_text(json.dumps(records[1]) + "\n")
+    summary = qa.update_index(docs, index_dir, changed=[feed])
+    assert (summary.added, summary.removed, summary.unchanged) == (0, 1, 6)
+    # A new file that reuses an indexed id is skipped and named; the indexed document stays.
+    clash = docs / "clash.jsonl"
+    clash.write_text(json.dumps({"id": "wire-2", "text": "Another story under a taken id."}) + "\n")
+    summary = qa.update_index(docs, index_dir, changed=[clash])
+    assert summary.skipped and "wire-2" in summary.skipped[0][1] and "feed.jsonl" in summary.skipped[0][1]
+    clash.unlink()
+    # The file deleted and listed: its documents go.
+    feed.unlink()
+    summary = qa.update_index(docs, index_dir, changed=[feed, clash])
+    assert (summary.removed, summary.total_documents) == (1, 5)
+    assert "wire-2" not in qa.Index.load(index_dir).store.documents
