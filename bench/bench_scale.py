@@ -521,16 +521,19 @@ def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
     embedder.encode(["warm-up"])
     docs_dir.mkdir(parents=True, exist_ok=True)
     ids = Store.load(index_dir, vectors=False).doc_ids.tolist()
-    rng = np.random.default_rng(SEED)
+    # A new draw and new texts each run: a run on an index that an earlier run updated must still
+    # add, change and delete (the same text again would be "unchanged").
+    nonce = time.time_ns()
+    rng = np.random.default_rng(nonce)
     picks = [ids[int(i)] for i in rng.choice(len(ids), 2 * repeats, replace=False)]
     text = ("Oil prices rose on Monday after producers agreed to extend output cuts into next year, "
             "traders said, while analysts warned that demand in Asia remained weak. ") * 12
     timings: dict[str, list[float]] = {"add": [], "change": [], "delete": []}
     for i in range(repeats):
-        path = docs_dir / f"zz_added_{i}.txt"
+        path = docs_dir / f"zz_added_{nonce}_{i}.txt"
         path.write_text(f"Added article {i}\n\n{text}", encoding="utf-8")
         changed = docs_dir / f"{picks[i]}.txt"
-        changed.write_text(f"Changed article {i}\n\n{text}", encoding="utf-8")
+        changed.write_text(f"Changed article {i} ({nonce})\n\n{text}", encoding="utf-8")
         for kind, target in (("add", path), ("change", changed), ("delete", docs_dir / f"{picks[repeats + i]}.txt")):
             t0 = time.perf_counter()
             summary = sync(docs_dir, index_dir, changed=[target], embedder=embedder)
@@ -539,7 +542,7 @@ def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
     index = qa.Index.load(index_dir)
     found = index.retrieve("Added article 0 oil prices output cuts", k=10, mode="lexical")
     return {kind: {"median_s": round(float(np.median(t)), 2), "max_s": round(max(t), 2)} for kind, t in timings.items()} | {
-        "added_article_found": any(p.doc_id == "zz_added_0" for p in found),
+        "added_article_found": any(p.doc_id.startswith("zz_added_") for p in found),
         "segments_after": len(json.loads((index_dir / "manifest.json").read_text())["segments"])}
 
 
