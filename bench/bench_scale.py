@@ -531,7 +531,7 @@ def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
     timings: dict[str, list[float]] = {"add": [], "change": [], "delete": []}
     for i in range(repeats):
         path = docs_dir / f"zz_added_{nonce}_{i}.txt"
-        path.write_text(f"Added article {i}\n\n{text}", encoding="utf-8")
+        path.write_text(f"Added article {i} ({nonce})\n\n{text}", encoding="utf-8")
         changed = docs_dir / f"{picks[i]}.txt"
         changed.write_text(f"Changed article {i} ({nonce})\n\n{text}", encoding="utf-8")
         for kind, target in (("add", path), ("change", changed), ("delete", docs_dir / f"{picks[repeats + i]}.txt")):
@@ -540,9 +540,9 @@ def updates(index_dir: Path, docs_dir: Path, repeats: int = 3) -> dict:
             timings[kind].append(time.perf_counter() - t0)
             assert summary.changed, (kind, summary)
     index = qa.Index.load(index_dir)
-    found = index.retrieve("Added article 0 oil prices output cuts", k=10, mode="lexical")
+    found = index.retrieve(f"Added article 0 ({nonce}) oil prices output cuts", k=10, mode="lexical")
     return {kind: {"median_s": round(float(np.median(t)), 2), "max_s": round(max(t), 2)} for kind, t in timings.items()} | {
-        "added_article_found": any(p.doc_id.startswith("zz_added_") for p in found),
+        "added_article_found": any(p.doc_id == f"zz_added_{nonce}_0" for p in found),
         "segments_after": len(json.loads((index_dir / "manifest.json").read_text())["segments"])}
 
 
