@@ -457,25 +457,31 @@ def _client_error(exc: Exception, question) -> str:
 
 
 DOC_HEADERS = ["doc_id", "title", "date", "passages", "characters"]
+# A browser table or drop-down of half a million rows does not load: a large archive lists its
+# newest articles (the index still answers from all of them).
+MAX_LISTED = 2000
 
 
 def documents_view():
     """(table rows, article-picker update, filter update, status line) for the current index."""
     idx = holder().peek()
     infos = []
+    total = passages = 0
     if idx is not None:
         try:
-            infos = list(idx.documents())
+            total, passages = len(idx), idx.chunk_count
+            infos = list(idx.documents(newest=MAX_LISTED if total > MAX_LISTED else None))
         except Exception:  # noqa: BLE001
             log.exception("listing documents failed")
     rows = [[d.doc_id, d.title or "", d.date or "", d.n_chunks, d.chars] for d in infos]
     choices = [((f"{d.title[:140]} ({d.doc_id})" if d.title else d.doc_id), d.doc_id) for d in infos]
     ids = [d.doc_id for d in infos]
-    status = (
-        f"{len(infos)} articles, {sum(d.n_chunks for d in infos)} passages indexed."
-        if idx is not None
-        else "No index loaded yet."
-    )
+    if idx is None:
+        status = "No index loaded yet."
+    else:
+        status = f"{total:,} articles, {passages:,} passages indexed."
+        if len(infos) < total:
+            status += f" The {len(infos):,} newest are listed."
     return (
         gr.update(value=rows),
         gr.update(choices=choices),

@@ -60,8 +60,15 @@ class Index:
         """Answer ``question`` with a span copied from the articles (see ``qa.answering``)."""
         return self.answerer.ask(question, history=history, k=k, filters=filters)
 
-    def documents(self) -> list[DocumentInfo]:
-        return self.store.document_infos()
+    def documents(self, newest: int | None = None) -> list[DocumentInfo]:
+        """The indexed documents' metadata (id, title, date, passages, source, length), by id;
+        ``newest=N``: only the N newest (by date, then id), for listing a large archive."""
+        return self.store.document_infos(newest)
+
+    @property
+    def chunk_count(self) -> int:
+        """How many passages (chunks) the index holds."""
+        return len(self.store)
 
     def document(self, doc_id: str) -> Document:
         try:

@@ -248,10 +248,19 @@ class Store:
                 out[mine] = segment.stored_vectors()[self.row_local[rows[mine]]]
         return out
 
-    def document_infos(self) -> list[DocumentInfo]:
+    def document_infos(self, newest: int | None = None) -> list[DocumentInfo]:
+        """Every document's metadata, by id; ``newest``: only that many, the newest first (by
+        date, then id; undated last), without reading the others' titles and paths."""
+        picked = np.arange(len(self.doc_ids))
+        if newest is not None:
+            # doc_ids are sorted, so a stable sort by date keeps ids in order within a day.
+            picked = np.argsort(-self.doc_dates.astype(np.int64), kind="stable")[:max(0, newest)]
+        sources = self.source_paths() if newest is None else [
+            self.segments[int(self.doc_segment[i])].source_paths[int(self.doc_local[i])].decode("utf-8") or None
+            for i in picked.tolist()]
         out = []
-        for doc_id, s, j, chunks, source in zip(self.doc_ids.tolist(), self.doc_segment.tolist(),
-                                                self.doc_local.tolist(), self.doc_chunks.tolist(), self.source_paths()):
+        for doc_id, s, j, chunks, source in zip(self.doc_ids[picked].tolist(), self.doc_segment[picked].tolist(),
+                                                self.doc_local[picked].tolist(), self.doc_chunks[picked].tolist(), sources):
             segment = self.segments[s]
             out.append(DocumentInfo(doc_id, segment.meta["titles"][j], segment.meta["dates"][j] or None, chunks,
                                     source, int(segment.chars[j])))

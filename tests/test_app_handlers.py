@@ -165,3 +165,16 @@ def test_an_internal_value_error_is_a_server_error_not_the_clients(served, monke
     with pytest.raises(app.ClientError) as info:
         app.answer_question("How many jobs?", k="many")
     assert info.value.status == 400 and "whole number" in str(info.value)
+
+
+def test_a_large_archive_lists_its_newest_articles_only(served, monkeypatch):
+    app, _, _ = served
+    app.HOLDER._load()
+    app.HOLDER.ready.set()
+    table, picker, doc_filter, status = app.documents_view()
+    assert len(table["value"]) == 5 and status == "5 articles, 21 passages indexed."
+    monkeypatch.setattr(app, "MAX_LISTED", 2)
+    table, picker, doc_filter, status = app.documents_view()
+    newest = [d.doc_id for d in app.HOLDER.peek().documents(newest=2)]
+    assert [row[0] for row in table["value"]] == newest and doc_filter["choices"] == newest
+    assert status == "5 articles, 21 passages indexed. The 2 newest are listed."

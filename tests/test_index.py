@@ -302,3 +302,14 @@ def test_index_records_its_embedding_backend_and_keeps_it(tmp_path):
 def test_unknown_embedding_backend_is_refused(tmp_path):
     with pytest.raises(ValueError, match="embedding backend"):
         sync(_docs_copy(tmp_path), tmp_path / "index", embedding_backend="tensorrt")
+
+
+def test_documents_newest_first(seed_index_dir):
+    index = qa.Index.load(seed_index_dir)
+    everything = index.documents()
+    assert [d.doc_id for d in everything] == sorted(d.doc_id for d in everything)
+    newest = index.documents(newest=3)
+    by_date = sorted(everything, key=lambda d: (-(int(d.date[:10].replace("-", "")) if d.date else 0), d.doc_id))
+    assert [d.doc_id for d in newest] == [d.doc_id for d in by_date[:3]]
+    assert newest == [d for d in by_date[:3]]  # the same metadata as the whole listing
+    assert index.documents(newest=0) == [] and len(index.documents(newest=50)) == 5
