@@ -27,6 +27,8 @@ import numpy as np
 import Stemmer
 import tantivy
 
+from .text import date_number
+
 # Keep decimals and codes whole ("170.5", "4.6", "KZT560", "2020-2025" -> "2020", "2025").
 _TOKEN = re.compile(r"\w+(?:[.,]\d+)*", re.UNICODE)
 STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)  # English function words
@@ -62,10 +64,6 @@ def _schema() -> tantivy.Schema:
     builder.add_integer_field("date", indexed=True, fast=True)  # YYYYMMDD; absent when unknown
     builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
     return builder.build()
-
-
-def _date_number(iso: str) -> int:
-    return int(iso[:10].replace("-", ""))
 
 
 class LexicalIndex:
@@ -109,7 +107,7 @@ class LexicalIndex:
         for row in rows:
             fields = {"row_id": row.vector_id, "doc": row.doc_id, "terms": " ".join(row.terms)}
             if row.date:
-                fields["date"] = _date_number(row.date)
+                fields["date"] = date_number(row.date)
             writer.add_document(tantivy.Document(**fields))
         writer.commit()
         writer.wait_merging_threads()
@@ -133,8 +131,8 @@ class LexicalIndex:
             filters.append(tantivy.Query.term_set_query(schema, "doc", sorted(doc_ids)))
         if date_from or date_to:
             filters.append(tantivy.Query.range_query(schema, "date", tantivy.FieldType.Integer,
-                                                     _date_number(date_from) if date_from else None,
-                                                     _date_number(date_to) if date_to else None))
+                                                     date_number(date_from) if date_from else None,
+                                                     date_number(date_to) if date_to else None))
         if filters:
             # Filters only select: a constant score of 0 leaves the BM25 scores as they are.
             query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, query_)] + [

@@ -12,7 +12,7 @@ from .embedding import Embedder
 from .errors import QuestionError
 from .settings import MAX_QUERY_CHARS
 from .store import Store
-from .text import iso_date
+from .text import date_number, iso_date
 from .types import Passage, Source
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,9 @@ class Filters:
         if self.date_from or self.date_to:
             mask &= dates > 0
             if self.date_from:
-                mask &= dates >= int(self.date_from.replace("-", ""))
+                mask &= dates >= date_number(self.date_from)
             if self.date_to:
-                mask &= dates <= int(self.date_to.replace("-", ""))
+                mask &= dates <= date_number(self.date_to)
         return mask
 
 

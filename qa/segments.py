@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import date_number
 from .types import Document
 from .vectors import VectorIndex, choose_type
 
@@ -63,11 +64,6 @@ class NewRows:
     documents: list[Document]
     rows: list[ChunkRow]
     vectors: np.ndarray
-
-
-def date_number(date: str | None) -> int:
-    """An ISO date ("2019-07-26", or with a time after it) as the integer 20190726; 0 for none."""
-    return int(date[:10].replace("-", "")) if date else 0
 
 
 def segment_kind(requested: str, n_rows: int) -> str:

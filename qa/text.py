@@ -11,6 +11,12 @@ MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "
                "november", "december")
 
 
+def date_number(date: str | None) -> int:
+    """An ISO date ("2019-07-26", or with a time after it) as the integer 20190726; 0 for none:
+    how the store and the lexical index keep dates, so that a date filter compares numbers."""
+    return int(date[:10].replace("-", "")) if date else 0
+
+
 def sigmoid(x: float) -> float:
     """1 / (1 + e^-x), without overflow for large |x|."""
     if x >= 0:
