@@ -623,11 +623,16 @@ def _merge(segments_dir: Path, infos: list[dict], loaded: dict[str, Segment], de
                 segment = loaded[name]
                 stored = segment.stored_vectors()
                 live_documents = segment.live_documents(live[name])
+                # Each document's rows, found once for the segment (a scan of every row per
+                # document would be quadratic when a large segment is rewritten).
+                by_document = np.argsort(segment.row_doc, kind="stable")
+                bounds = np.searchsorted(segment.row_doc[by_document], np.arange(len(segment.doc_ids) + 1))
                 for j, doc_id in enumerate(segment.doc_ids.tolist()):
                     if not live_documents[j]:
                         continue  # changed or removed since: its rows are deleted
                     documents.append(segment.document(j))
-                    local = np.flatnonzero((segment.row_doc == j) & live[name])
+                    local = by_document[bounds[j]:bounds[j + 1]]
+                    local = local[live[name][local]]
                     rows += [ChunkRow(int(segment.vector_ids[r]), f"{doc_id}#{i}", doc_id, int(segment.starts[r]),
                                       int(segment.ends[r]), segment.row_sentences(r)) for i, r in enumerate(local)]
                     vectors.append(np.asarray(stored[local]))
