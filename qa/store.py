@@ -152,19 +152,21 @@ class Store:
         if load_vectors:
             self._vectors = self._load_vectors()
 
-    def _per_document(self, column: Callable[[Segment], np.ndarray]) -> np.ndarray:
-        """A per-document column of the segments' tables, for the live documents in id order."""
+    def _per_document(self, column: Callable[[Segment], np.ndarray], docs: np.ndarray | None = None) -> np.ndarray:
+        """A per-document column of the segments' tables, for the live documents in id order, or
+        for ``docs`` only (their places in ``doc_ids``): then only those cells are read."""
+        docs = np.arange(len(self.doc_ids)) if docs is None else np.asarray(docs, dtype=np.int64)
         if not self.segments:
             return np.zeros(0, np.int64)
         out = None
         for s, segment in enumerate(self.segments):
             values = column(segment)
             if out is None:
-                out = np.zeros(len(self.doc_ids), dtype=values.dtype)
+                out = np.zeros(len(docs), dtype=values.dtype)
             elif values.dtype.itemsize > out.dtype.itemsize:
                 out = out.astype(values.dtype)  # byte strings of another width
-            mine = self.doc_segment == s
-            out[mine] = values[self.doc_local[mine]]
+            mine = self.doc_segment[docs] == s
+            out[mine] = values[self.doc_local[docs[mine]]]
         return out
 
     def doc_index(self, doc_id: str) -> int | None:
@@ -172,17 +174,16 @@ class Store:
         i = int(np.searchsorted(self.doc_ids, doc_id))
         return i if i < len(self.doc_ids) and self.doc_ids[i] == doc_id else None
 
-    def sha256_of(self, doc: int) -> str:
-        """The content hash of the document at ``doc`` (its place in ``doc_ids``)."""
-        return self.segments[int(self.doc_segment[doc])].sha256[int(self.doc_local[doc])].decode("ascii")
+    def sha256s(self, docs: np.ndarray | None = None) -> list[str]:
+        """Per document (in id order, or of ``docs``), its file's content hash: read from the
+        segments when asked."""
+        return [h.decode("ascii") for h in self._per_document(lambda segment: segment.sha256, docs).tolist()]
 
-    def sha256s(self) -> list[str]:
-        """Per document (in id order), its file's content hash: read from the segments when asked."""
-        return [h.decode("ascii") for h in self._per_document(lambda segment: segment.sha256).tolist()]
-
-    def source_paths(self) -> list[str | None]:
-        """Per document (in id order), the file it was read from: read from the segments when asked."""
-        return [p.decode("utf-8") or None for p in self._per_document(lambda segment: segment.source_paths).tolist()]
+    def source_paths(self, docs: np.ndarray | None = None) -> list[str | None]:
+        """Per document (in id order, or of ``docs``), the file it was read from: read from the
+        segments when asked."""
+        return [p.decode("utf-8") or None
+                for p in self._per_document(lambda segment: segment.source_paths, docs).tolist()]
 
     @property
     def model(self) -> str:
@@ -255,9 +256,7 @@ class Store:
         if newest is not None:
             # doc_ids are sorted, so a stable sort by date keeps ids in order within a day.
             picked = np.argsort(-self.doc_dates.astype(np.int64), kind="stable")[:max(0, newest)]
-        sources = self.source_paths() if newest is None else [
-            self.segments[int(self.doc_segment[i])].source_paths[int(self.doc_local[i])].decode("utf-8") or None
-            for i in picked.tolist()]
+        sources = self.source_paths(picked)
         out = []
         for doc_id, s, j, chunks, source in zip(self.doc_ids[picked].tolist(), self.doc_segment[picked].tolist(),
                                                 self.doc_local[picked].tolist(), self.doc_chunks[picked].tolist(), sources):
@@ -336,7 +335,7 @@ class _Rows(Sequence):
 
 def read_manifest(directory: Path, parsed: dict | None = None) -> dict:
     """The manifest in ``directory``, checked; ``parsed``: its content, already read (an update
-    reads it once: at half a million documents, parsing it takes about a second)."""
+    passes the one it read to clean up, instead of reading it twice)."""
     path = directory / MANIFEST
     if parsed is not None:
         manifest = parsed
@@ -471,9 +470,12 @@ def sync(
         to_embed: list[Document] = []
         added = updated = 0
         embedded = np.zeros(len(old_ids), dtype=bool)
-        for doc in report.documents:
-            i = old.doc_index(doc.doc_id) if old else None
-            if i is not None and old.sha256_of(i) == doc.sha256:
+        # The stored hashes of the documents read, gathered in one pass over the segments.
+        places = [old.doc_index(doc.doc_id) if old else None for doc in report.documents]
+        indexed = [i for i in places if i is not None]
+        stored_sha = dict(zip(indexed, old.sha256s(indexed))) if indexed else {}
+        for doc, i in zip(report.documents, places):
+            if i is not None and stored_sha[i] == doc.sha256:
                 kept[i] = True
                 unchanged += 1
             else:
@@ -483,10 +485,10 @@ def sync(
                 if i is not None:
                     embedded[i] = True
         # A document whose file is now unreadable keeps its last good version: a bad file loses nothing.
-        if report.skipped:
-            sources = old.source_paths() if old else []
-            for i in np.flatnonzero(~kept & ~embedded).tolist():
-                if skipped.holds(old_ids[i], sources[i]):
+        if report.skipped and old:
+            gone = np.flatnonzero(~kept & ~embedded)
+            for i, source in zip(gone.tolist(), old.source_paths(gone)):
+                if skipped.holds(old_ids[i], source):
                     kept[i] = True
                     unchanged += 1
         removed = int((~kept & ~embedded).sum())
@@ -705,9 +707,8 @@ def _skip_taken_ids(report: LoadReport, old: Store, kept: np.ndarray) -> None:
     for doc in report.documents:
         i = old.doc_index(doc.doc_id)
         if i is not None and kept[i]:
-            source = old.segments[int(old.doc_segment[i])].source_paths[int(old.doc_local[i])].decode("utf-8")
             report.skipped.append((doc.source_path or "", f"duplicate document id {doc.doc_id!r} (also in "
-                                                          f"{source}); rename one of them"))
+                                                          f"{old.source_paths([i])[0] or ''}); rename one of them"))
         else:
             keep.append(doc)
     report.documents = keep
