@@ -489,23 +489,18 @@ def serve(index_dir: Path) -> dict:
         index.retrieve(q, k=5)  # warm-up: the query model's first runs
     out = {"chunks": len(index.store), "documents": len(index.store.doc_ids), "load_s": round(load_s, 1),
            "segments": len(index.store.segments), "latency": {}}
-    for name, filters in variants.items():
+    runs = [(name, filters, "hybrid") for name, filters in variants.items()]
+    runs += [(f"{mode} only", None, mode) for mode in ("dense", "lexical")]
+    for name, filters, mode in runs:
         seconds = []
         for q in texts:
             t1 = time.perf_counter()
-            index.retrieve(q, k=5, filters=filters)
+            index.retrieve(q, k=5, filters=filters, mode=mode)
             seconds.append(time.perf_counter() - t1)
         out["latency"][name] = percentiles(seconds)
-    for mode in ("dense", "lexical"):
-        seconds = []
-        for q in texts:
-            t1 = time.perf_counter()
-            index.retrieve(q, k=5, mode=mode)
-            seconds.append(time.perf_counter() - t1)
-        out["latency"][f"{mode} only"] = percentiles(seconds)
     status = Path("/proc/self/status").read_text()
     out["rss_mb"] = round(int(status.split("VmRSS:")[1].split()[0]) / 1024)
-    out["peak_rss_mb"] = round(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+    out["peak_rss_mb"] = round(peak_rss_mb())
     return out
 
 
