@@ -4,9 +4,11 @@
 
 Measures, in one run and interleaved question by question (so that a noisy neighbour slows
 all alike), one ``Answerer`` per configuration over the same retriever:
-- ``shipped``: the shipped settings (the reader in onnxruntime reading ``max_windows`` windows, with slots);
+- ``shipped``: the shipped settings (runtime "auto": the reader in torch bfloat16 on a CPU with
+  native bfloat16, in onnxruntime elsewhere; ``max_windows`` windows, with slots);
 - ``torch``: the same reader in eager torch fp32, as before onnxruntime (the baseline of the ratio);
-- ``onnx_fp32``: the same reader in onnxruntime fp32 (the shipped reader is its int8 copy);
+- ``onnx_fp32``: the same reader in onnxruntime fp32 (the shipped path on a CPU without bfloat16);
+- ``onnx_int8``: its int8 copy in onnxruntime (the path shipped until session 10);
 - ``no_slots``: as shipped, but without answer slots (no dependency parse; ``qa/slots.py``);
 - ``retrieve``: retrieval alone.
 
@@ -44,7 +46,8 @@ def main() -> None:
     answerers = {  # built from settings exactly as ``Index.ask`` builds its own
         "shipped": Answerer.from_settings(index.retriever, settings),
         "torch": Answerer.from_settings(index.retriever, replace(settings, reader_runtime="torch", quantize=False)),
-        "onnx_fp32": Answerer.from_settings(index.retriever, replace(settings, quantize=False)),
+        "onnx_fp32": Answerer.from_settings(index.retriever, replace(settings, reader_runtime="onnx", quantize=False)),
+        "onnx_int8": Answerer.from_settings(index.retriever, replace(settings, reader_runtime="onnx", quantize=True)),
         "no_slots": Answerer.from_settings(index.retriever, replace(settings, use_parser=False)),
     }
 
@@ -64,14 +67,17 @@ def main() -> None:
             index.retrieve(r["question"])
             times["retrieve"].append(time.perf_counter() - t0)
     shutil.rmtree(work)
-    shipped, torch_fp32, onnx_fp32, no_slots = (percentiles(times[name]) for name in answerers)
+    shipped, torch_fp32, onnx_fp32, onnx_int8, no_slots = (percentiles(times[name]) for name in answerers)
     save("ask_latency", {
         "questions": len(rows), "repeats": args.repeats, "windows": settings.max_windows,
-        "runtime": settings.reader_runtime, "reader_quantize": settings.quantize,
-        "ask": shipped, "baseline_torch_fp32": torch_fp32, "onnx_fp32": onnx_fp32, "without_slots": no_slots,
+        "runtime": settings.reader_runtime, "reader_model": type(answerers["shipped"].reader.model).__name__,
+        "reader_quantize": settings.quantize,
+        "ask": shipped, "baseline_torch_fp32": torch_fp32, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8,
+        "without_slots": no_slots,
         "retrieve_alone": percentiles(times["retrieve"]),
         "p50_ratio_shipped_to_torch": round(shipped["p50_ms"] / torch_fp32["p50_ms"], 3),
         "p50_ratio_onnx_fp32_to_torch": round(onnx_fp32["p50_ms"] / torch_fp32["p50_ms"], 3),
+        "p50_ratio_onnx_int8_to_torch": round(onnx_int8["p50_ms"] / torch_fp32["p50_ms"], 3),
         "p50_ratio_shipped_to_without_slots": round(shipped["p50_ms"] / no_slots["p50_ms"], 3),
     })
 

@@ -50,7 +50,7 @@ def embedder(name: str | None = None, backend: str | None = None):
     return shared("embedder", (name, backend), lambda: Embedder(name, backend=backend))
 
 
-def reader(path: str | Path | None = None, quantize: bool | None = None, runtime: str = "onnx"):
+def reader(path: str | Path | None = None, quantize: bool | None = None, runtime: str = "auto"):
     """The span reader in ``path`` (default: the shipped ``qa/reader_model``), run by ``runtime``."""
     from .reader import DEFAULT_MODEL_DIR, Reader
 

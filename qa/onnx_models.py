@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1  # bump when the export (graph inputs/outputs, opset) changes
 OPSET = 17
-RUNTIMES = ("onnx", "torch")
+# The reader's runtimes (``qa/reader.py``): "auto" is torch in bfloat16 where the CPU multiplies
+# bfloat16 natively, onnxruntime elsewhere.
+RUNTIMES = ("auto", "onnx", "torch", "torch-bf16")
 # BERT's feed-forward output projections: the layers with the widest activation ranges, which
 # int8 hurts most. The int8 copies keep them in fp32.
 FFN_OUTPUT_MATMULS = r"layer\.\d+/output/dense/MatMul$"

@@ -29,8 +29,10 @@ class AnswerSettings:
       parser read (``qa/repair.py``); answers still quote the article as written.
     - ``reader_dir`` / ``scorer_file``: the shipped reader and answer scorer.
     - ``quantize``: run the reader's Linear layers in int8 (None: as its config says).
-    - ``reader_runtime``: ``"onnx"`` (onnxruntime, from an export cached on first use) or
-      ``"torch"``; the same logits to within 1e-4, onnxruntime about 1.5x faster.
+    - ``reader_runtime``: ``"auto"`` (torch in bfloat16 where the CPU multiplies bfloat16
+      natively, e.g. with AMX; onnxruntime elsewhere), ``"onnx"`` (onnxruntime, from an export
+      cached on first use), ``"torch"`` (eager fp32) or ``"torch-bf16"``: onnx and torch give the
+      same logits to within 1e-4, bfloat16 to within about 0.05 (``qa/reader.py``).
     """
 
     max_windows: int = 3
@@ -43,7 +45,7 @@ class AnswerSettings:
     reader_dir: Path = PACKAGE_DIR / "reader_model"
     scorer_file: Path = PACKAGE_DIR / "reader_model" / "answerer.json"
     quantize: bool | None = None
-    reader_runtime: str = "onnx"
+    reader_runtime: str = "auto"
 
     def __post_init__(self) -> None:
         from .onnx_models import RUNTIMES

@@ -126,36 +126,43 @@ def test_non_english(reader):
 def test_onnx_and_torch_runtimes_give_the_same_logits(reader, tmp_path, monkeypatch):
     import numpy as np
 
-    from qa.reader import OnnxSpanModel, TorchSpanModel, encode, pad_batch
+    from qa.reader import OnnxSpanModel, TorchBf16SpanModel, TorchSpanModel, encode, native_bf16, pad_batch
 
-    assert isinstance(reader.model, OnnxSpanModel)  # the shipped default
+    # The shipped default ("auto"): bfloat16 in torch where the CPU multiplies it natively.
+    assert isinstance(reader.model, TorchBf16SpanModel if native_bf16() else OnnxSpanModel)
     monkeypatch.setenv("QA_CACHE", str(tmp_path))  # a cold cache: the export itself runs
-    # fp32 in both (int8 is quantised differently by torch and by onnxruntime).
-    reader = Reader.load(quantize=False)
+    # fp32 in both (int8 is quantised differently by torch and by onnxruntime), the plain export
+    # and the one onnxruntime fuses (one Attention op per layer, from eager attention).
     torch_reader = Reader.load(quantize=False, runtime="torch")
     assert isinstance(torch_reader.model, TorchSpanModel)
     questions = ["How many jobs will the Enbek Program create?", "Who founded Acme?"]
     contexts = [ENBEK, "Acme Corp was founded in 1901 by John Smith in Ohio. " * 30]  # the second: several windows
-    enc, windows = encode(reader.tokenizer, questions, contexts)
-    assert len(windows) > 2
-    batch = pad_batch(enc, list(range(len(windows))))
-    for a, b in zip(reader.model(*batch), torch_reader.model(*batch)):
-        np.testing.assert_allclose(a, b, atol=1e-3)
-    assert [s.text for s in torch_reader.extract(questions[0], ENBEK)] == [s.text for s in reader.extract(questions[0], ENBEK)]
+    for fused in (False, True):
+        reader = Reader.load(quantize=False, runtime="onnx", fused=fused)
+        enc, windows = encode(reader.tokenizer, questions, contexts)
+        assert len(windows) > 2
+        batch = pad_batch(enc, list(range(len(windows))))
+        for a, b in zip(reader.model(*batch), torch_reader.model(*batch)):
+            np.testing.assert_allclose(a, b, atol=1e-3)
+        assert [s.text for s in torch_reader.extract(questions[0], ENBEK)] == [s.text for s in reader.extract(questions[0], ENBEK)]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(reader.model.path)).graph.node}
+    assert "Attention" in ops  # the fusion happened: it is not the plain graph under another name
 
 
 def test_onnx_export_is_cached_and_written_whole(tmp_path, monkeypatch):
     from qa import onnx_models
 
     monkeypatch.setenv("QA_CACHE", str(tmp_path))
-    first = Reader.load(quantize=False)
+    first = Reader.load(quantize=False, runtime="onnx", fused=False)
     exported = sorted((tmp_path / "onnx").iterdir())
     assert [p.suffix for p in exported] == [".onnx"]  # no temporary file left behind
     stamp = exported[0].stat().st_mtime_ns
-    second = Reader.load(quantize=False)  # the cached export is reused, not rewritten
+    second = Reader.load(quantize=False, runtime="onnx", fused=False)  # the cached export is reused, not rewritten
     assert second.model.path == first.model.path == exported[0]
     assert exported[0].stat().st_mtime_ns == stamp
-    int8 = Reader.load(quantize=True)  # its int8 copy is made from the cached fp32 export
+    int8 = Reader.load(quantize=True, fused=False)  # its int8 copy is made from the cached fp32 export
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([exported[0].name, int8.model.path.name])
     assert exported[0].stat().st_mtime_ns == stamp
     # The key names the weights: other weights, another file.
@@ -163,11 +170,41 @@ def test_onnx_export_is_cached_and_written_whole(tmp_path, monkeypatch):
     assert onnx_models.export_key("reader", "a" * 64) != onnx_models.export_key("reader", "a" * 64, int8=True)
 
 
-def test_int8_onnx_reader_keeps_the_answer(reader):
-    int8 = reader  # the shipped reader is the int8 copy (reader_config.json: "quantize": true)
+def test_int8_onnx_reader_keeps_the_answer():
+    int8 = Reader.load(quantize=True)  # int8 runs in onnxruntime, whatever the CPU
     assert "int8" in int8.model.path.name
     spans = int8.extract("How many jobs will the Enbek Program create?", ENBEK)
     assert "750 thousand" in spans[0].text
+
+
+def test_bf16_reader_stays_close_to_fp32():
+    """bfloat16 (the shipped runtime on CPUs with AMX) against eager fp32: logits within a small
+    margin, the same best spans, and padding to the next bucket changes no real position's logit
+    beyond bfloat16's own rounding."""
+    import numpy as np
+
+    from qa.reader import TorchBf16SpanModel, encode, pad_batch
+
+    bf16 = Reader.load(quantize=False, runtime="torch-bf16")
+    fp32 = Reader.load(quantize=False, runtime="torch")
+    assert isinstance(bf16.model, TorchBf16SpanModel)
+    questions = ["How many jobs will the Enbek Program create?", "Who founded Acme?", "Where is Acme?"]
+    contexts = [ENBEK, "Acme Corp was founded in 1901 by John Smith in Ohio. " * 30, "Acme is in Ohio."]
+    enc, windows = encode(bf16.tokenizer, questions, contexts)
+    every = list(range(len(windows)))
+    short = [i for i in every if len(enc["input_ids"][i]) % TorchBf16SpanModel.BUCKET]  # not a bucket's length
+    assert short and len(short) < len(every)
+    for idx in (every, short):
+        batch = pad_batch(enc, idx)
+        for a, b in zip(bf16.model(*batch), fp32.model(*batch)):
+            real = batch[1].astype(bool)
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a[real], b[real], atol=0.25)
+    assert pad_batch(enc, short)[0].shape[1] % TorchBf16SpanModel.BUCKET != 0  # the padding path ran
+    for q, c in zip(questions, contexts):
+        assert [s.text for s in bf16.extract(q, c, top_k=2)] == [s.text for s in fp32.extract(q, c, top_k=2)]
+    with pytest.raises(ValueError, match="bfloat16"):
+        Reader.load(quantize=True, runtime="torch-bf16")
 
 
 def test_unknown_runtime_is_refused():
