@@ -204,6 +204,10 @@ class OnnxModel:
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # Idle pool threads sleep instead of spinning: a spinning pool took the cores from the
+        # reader that runs right after the query's embedding and made ``ask`` 1.8x slower
+        # (BENCHMARKS.md); a batched build embeds as fast either way.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:

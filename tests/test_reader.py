@@ -201,6 +201,14 @@ def test_bf16_reader_stays_close_to_fp32():
             assert a.shape == b.shape
             np.testing.assert_allclose(a[real], b[real], atol=0.25)
     assert pad_batch(enc, short)[0].shape[1] % TorchBf16SpanModel.BUCKET != 0  # the padding path ran
+    # The TorchScript graph it reads with gives eager bfloat16's logits exactly, for batches of
+    # other sizes and lengths than the one it was traced on, with and without padded rows.
+    assert bf16.model.graph is not None
+    eager = TorchBf16SpanModel(bf16.model.module, trace=False)
+    for idx in (every, short, every[:1], every[-2:]):
+        batch = pad_batch(enc, idx)
+        for a, b in zip(bf16.model(*batch), eager(*batch)):
+            np.testing.assert_array_equal(a, b)
     for q, c in zip(questions, contexts):
         assert [s.text for s in bf16.extract(q, c, top_k=2)] == [s.text for s in fp32.extract(q, c, top_k=2)]
     with pytest.raises(ValueError, match="bfloat16"):
