@@ -1,6 +1,6 @@
 """Index benchmarks: build throughput vs bare encode, one-article update vs full rebuild, retrieve latency.
 
-    python bench/bench_index.py build   [--articles 300] [--repeats 3] [--backends torch,onnx,onnx-int8]
+    python bench/bench_index.py build   [--articles 300] [--repeats 3] [--backends torch,onnx,onnx-int8,torch-bf16]
     python bench/bench_index.py update                       # 2,225 BBC articles
     python bench/bench_index.py latency                      # seed collection and 2,225 BBC articles
 """
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("what", choices=["build", "update", "latency"])
     parser.add_argument("--articles", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backends", default="torch,onnx,onnx-int8", help="build: embedding backends, the first is the baseline")
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8,torch-bf16", help="build: embedding backends, the first is the baseline")
     args = parser.parse_args()
     if args.what == "build":
         save("index_build", bench_build(args.articles, args.repeats, args.backends.split(",")))

@@ -21,7 +21,7 @@ BENCHMARKS = [
     (["bench_index.py", "update"], 4, True),
     (["bench_index.py", "build"], 8, True),
     (["bench_ray.py"], 4, True),  # needs the [ray] extra
-    (["bench_scifact.py", "--backends", "torch,onnx,onnx-int8"], 30, True),
+    (["bench_scifact.py", "--backends", "torch,onnx,onnx-int8,torch-bf16"], 30, True),
 ]
 
 

@@ -192,6 +192,17 @@ def exported(kind: str, digest: str, build: Callable, input_names: Sequence[str]
     return path
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX512-BF16): there torch's
+    bf16 kernels are about twice as fast as fp32; elsewhere they are emulated and slower."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):  # private helpers: absent in some torch builds
+        return False
+
+
 class OnnxModel:
     """An onnxruntime session over an exported file; ``__call__`` takes and returns numpy arrays.
     A session may be run from several threads at once."""

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ModelError
-from .onnx_models import FFN_OUTPUT_MATMULS
+from .onnx_models import FFN_OUTPUT_MATMULS, native_bf16
 from .text import sigmoid
 from .types import Span
 
@@ -187,17 +187,6 @@ class TorchSpanModel:
         with torch.inference_mode():
             s, e = self.module(torch.from_numpy(ids), torch.from_numpy(am), torch.from_numpy(tt))
         return s.float().numpy(), e.float().numpy()
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX512-BF16): there torch's
-    bf16 kernels are about twice as fast as fp32; elsewhere they are emulated and slower."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except (AttributeError, RuntimeError):  # private helpers: absent in some torch builds
-        return False
 
 
 class TorchBf16SpanModel:

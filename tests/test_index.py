@@ -261,7 +261,7 @@ def test_ivf_index_type_supports_updates(tmp_path, kind):
     assert index.retrieve("How many jobs will the Enbek Program create?", k=3)[0].doc_id == "004_c8ebc32f0d2447af"
 
 
-# ---- embedding backends: torch (default), onnx, onnx-int8; an index is queried with its own
+# ---- embedding backends: torch (default), onnx, onnx-int8, torch-bf16; an index is queried with its own
 
 def test_onnx_embedder_gives_the_torch_vectors():
     import numpy as np
@@ -278,6 +278,22 @@ def test_onnx_embedder_gives_the_torch_vectors():
     int8 = models.embedder(backend="onnx-int8").encode(texts)
     assert np.all((int8 * torch_vectors).sum(axis=1) > 0.95)  # close, not equal
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_embedder_stays_close_to_fp32_for_documents_and_questions():
+    import numpy as np
+
+    texts = [(SEED_DOCUMENTS / name).read_text()[:900] for name in sorted(os.listdir(SEED_DOCUMENTS))]
+    fp32 = models.embedder(backend="torch")
+    bf16 = models.embedder(backend="torch-bf16")
+    vectors = bf16.encode(texts)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.all((vectors * fp32.encode(texts)).sum(axis=1) > 0.99)  # close, not equal
+    question = "How many jobs will the Enbek Program create?"
+    query = bf16.encode_query(question)
+    assert float(query @ fp32.encode_query(question)) > 0.99
+    assert int(np.argmax(vectors @ query)) == int(np.argmax(fp32.encode(texts) @ fp32.encode_query(question)))
 
 
 def test_index_records_its_embedding_backend_and_keeps_it(tmp_path):

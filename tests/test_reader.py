@@ -126,7 +126,8 @@ def test_non_english(reader):
 def test_onnx_and_torch_runtimes_give_the_same_logits(reader, tmp_path, monkeypatch):
     import numpy as np
 
-    from qa.reader import OnnxSpanModel, TorchBf16SpanModel, TorchSpanModel, encode, native_bf16, pad_batch
+    from qa.onnx_models import native_bf16
+    from qa.reader import OnnxSpanModel, TorchBf16SpanModel, TorchSpanModel, encode, pad_batch
 
     # The shipped default ("auto"): bfloat16 in torch where the CPU multiplies it natively.
     assert isinstance(reader.model, TorchBf16SpanModel if native_bf16() else OnnxSpanModel)
