@@ -268,8 +268,12 @@ def main(argv=None) -> None:
     ap.add_argument("--report-answerable", type=int, default=600)
     ap.add_argument("--report-unanswerable", type=int, default=300)
     ap.add_argument("--extra-fit", default="",
-                    help="NAME:N,... (e.g. reddit:250,amazon:250): questions of SQuADShifts sources the reader never trained on, added to the fit set; default none (the shipped scorer)")
+                    help="NAME:N,... with NAME reddit or amazon (e.g. reddit:250,amazon:250): SQuADShifts questions the reader never trained on, added to the fit set; default none (the shipped scorer)")
     args = ap.parse_args(argv)
+    extra_fit = [(name, int(n)) for name, _, n in (spec.partition(":") for spec in filter(None, args.extra_fit.split(",")))]
+    for name, _ in extra_fit:
+        if name not in READER_SAMPLES:
+            ap.error(f"--extra-fit: {name!r} is not one of {sorted(READER_SAMPLES)} (the sources the reader only sampled)")
     answerer = Answerer.from_settings(None)  # reads the pool's sources as ask reads retrieved ones
 
     # Questions of articles 20-23, searched among the paragraphs of articles 0-23: a collection of
@@ -278,9 +282,8 @@ def main(argv=None) -> None:
     fit_items, fit_pool = questions(20, 24, None, None, args.seed, pool_first=0)
     log(f"fit set: {len(fit_items)} questions from articles 20-23")
     fit = collect(answerer, fit_items, fit_pool)
-    for spec in filter(None, args.extra_fit.split(",")):
-        name, n = spec.split(":")
-        items, pool, n_left = leftover_questions(name, int(n), args.seed)
+    for name, n in extra_fit:
+        items, pool, n_left = leftover_questions(name, n, args.seed)
         log(f"fit set: + {len(items)} {name} questions (of {n_left} the reader never trained on)")
         fit += collect(answerer, items, pool)
         fit_items += items
@@ -310,7 +313,7 @@ def main(argv=None) -> None:
         log(f"held-out report: {len(held)} questions from articles 24-47")
         held_features = collect(answerer, held, held_pool)
         result["held_out"] = summarize(answer_level(held_features, held, coef, intercept), threshold)
-        if previous:  # the scorer this one replaces, on the same candidates: a same-run baseline
+        if previous and previous["features"] == list(FEATURES):  # the scorer this one replaces, on the same candidates: a same-run baseline
             result["held_out_previous_scorer"] = summarize(
                 answer_level(held_features, held, np.array(previous["coef"]), previous["intercept"]), previous["threshold"])
     ANSWERER_FILE.write_text(json.dumps(result, indent=1))
