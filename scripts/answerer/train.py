@@ -113,15 +113,14 @@ class ParagraphPool:
         return out
 
 
-# The reader's passes sampled these sources with these seeds (reader_config.json: passes 1-2 seed
-# 13, pass 3 seed 14; 4,000 questions each): a question neither sample drew was never trained on.
-READER_SAMPLES = {"reddit": 4000, "amazon": 4000}
+# The shipped reader's passes drew their samples with these seeds: passes 1-2 seed 13, pass 3
+# seed 14 (reader_config.json records the last); a question no pass drew was never trained on.
 READER_SEEDS = (13, 14)
 
 
 def _reader_training():
-    """scripts/reader/train.py as a module: its sources and its sampling, so that the leftovers
-    here are exactly the questions its samples left out."""
+    """scripts/reader/train.py as a module: its sources, its mix syntax and its sampling, so that
+    the leftovers here are exactly the questions its samples left out."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("reader_train", ROOT / "scripts" / "reader" / "train.py")
     module = importlib.util.module_from_spec(spec)
@@ -129,16 +128,23 @@ def _reader_training():
     return module
 
 
-def leftover_questions(name: str, n: int, seed: int):
-    """n questions of the reader-training source ``name`` that no training pass sampled, and the
-    pool of all that source's paragraphs (its questions' contexts), which stands in for the index.
-    Their paragraphs were read in training with other questions; the questions themselves never."""
-    reader_train = _reader_training()
+def reader_samples(reader_train) -> dict[str, int]:
+    """The sources the shipped reader's mix only sampled, and how many questions each pass drew."""
+    config = json.loads((AnswerSettings().reader_dir / "reader_config.json").read_text())
+    assert config["train"]["seed"] in READER_SEEDS, config["train"]["seed"]
+    return {name: n for name, n in reader_train.parse_mix(config["train"]["mix"]) if n is not None}
+
+
+def leftover_questions(reader_train, name: str, n: int, n_sampled: int, seed: int):
+    """n questions of the reader-training source ``name`` that no training pass sampled (each pass
+    drew ``n_sampled``), and the pool of all that source's paragraphs (its questions' contexts),
+    which stands in for the index. Their paragraphs were read in training with other questions;
+    the questions themselves never."""
     arts = load_squad(reader_train.SOURCES[name])
     exs = reader_train.answerable(arts, name)
     trained = set()
     for s in READER_SEEDS:
-        trained |= {e["id"] for e in random.Random(f"{s}-{name}").sample(exs, READER_SAMPLES[name])}
+        trained |= {e["id"] for e in random.Random(f"{s}-{name}").sample(exs, n_sampled)}
     left = [e for e in exs if e["id"] not in trained]
     random.Random(f"{seed}-{name}-fit").shuffle(left)
     items = [{"question": e["question"], "answers": e["answers"]} for e in left[:n]]
@@ -270,10 +276,14 @@ def main(argv=None) -> None:
     ap.add_argument("--extra-fit", default="",
                     help="NAME:N,... with NAME reddit or amazon (e.g. reddit:250,amazon:250): SQuADShifts questions the reader never trained on, added to the fit set; default none (the shipped scorer)")
     args = ap.parse_args(argv)
-    extra_fit = [(name, int(n)) for name, _, n in (spec.partition(":") for spec in filter(None, args.extra_fit.split(",")))]
-    for name, _ in extra_fit:
-        if name not in READER_SAMPLES:
-            ap.error(f"--extra-fit: {name!r} is not one of {sorted(READER_SAMPLES)} (the sources the reader only sampled)")
+    extra_fit = []
+    if args.extra_fit:
+        reader_train = _reader_training()
+        sampled = reader_samples(reader_train)
+        extra_fit = reader_train.parse_mix(args.extra_fit)
+        for name, n in extra_fit:
+            if name not in sampled or n is None:
+                ap.error(f"--extra-fit: give NAME:N with NAME one of {sorted(sampled)} (the sources the reader only sampled), not {name!r}")
     answerer = Answerer.from_settings(None)  # reads the pool's sources as ask reads retrieved ones
 
     # Questions of articles 20-23, searched among the paragraphs of articles 0-23: a collection of
@@ -283,7 +293,7 @@ def main(argv=None) -> None:
     log(f"fit set: {len(fit_items)} questions from articles 20-23")
     fit = collect(answerer, fit_items, fit_pool)
     for name, n in extra_fit:
-        items, pool, n_left = leftover_questions(name, n, args.seed)
+        items, pool, n_left = leftover_questions(reader_train, name, n, sampled[name], args.seed)
         log(f"fit set: + {len(items)} {name} questions (of {n_left} the reader never trained on)")
         fit += collect(answerer, items, pool)
         fit_items += items
