@@ -275,7 +275,7 @@ def render_answer(answer: qa.Answer, idx: qa.Index | None) -> str:
     else:
         out.append(f'<div class="qa-answer"><span class="qa-noanswer">{NO_ANSWER}</span></div>')
     if answer.resolved_question and answer.resolved_question.strip() != answer.question.strip():
-        out.append(f'<div class="qa-resolved">Searched for: {esc(answer.resolved_question)}</div>')
+        out.append(f'<div class="qa-resolved">Read as: {esc(answer.resolved_question)}</div>')
 
     if answer.text and answer.citations:
         out.append('<ol class="qa-cites">')

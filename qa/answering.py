@@ -1,11 +1,14 @@
 """``Answerer``: the pipeline behind ``ask``, one object that calls each step once, in order.
 
-    resolve follow-up -> retrieve -> reading windows (glue repaired) -> parse -> read -> complete spans -> score -> cite
+    resolve follow-up -> retrieve -> rephrase a role question -> reading windows (glue repaired) -> parse -> read
+    -> complete spans -> score -> cite
 
 1. The question is unwrapped (quotes, "Q:", markup) and a follow-up ("How many people will it
    cover?") is rewritten with the previous turn (``qa/followup.py``).
 2. The retriever returns the passages with their documents' sentences (``Retriever.sources``).
    A question naming something none of them mentions ("the capital of France") gets no answer.
+   "Who chairs X?" is read as "Who is the chairman of X?" when the passages name the role and
+   never use the verb (``qa/rephrase.py``).
 3. The best sentence of each passage grows into a short reading window (``qa/candidates.py``).
 4. The parser finds where the question's verb puts its answer in those windows (``qa/slots.py``).
 5. The reader reads all windows in one forward pass (``qa/reader.py``).
@@ -28,6 +31,7 @@ from .candidates import (Candidate, AskedFor, describe_candidates, reading_windo
                          window_slots)
 from .followup import normalize_question, resolve_followup
 from .lexical import tokenize
+from .rephrase import rephrase_role_question
 from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
 from .settings import MAX_QUESTION_CHARS, AnswerSettings
@@ -82,11 +86,12 @@ class Answerer:
             # A question about a name or number the retrieved articles never mention ("the
             # capital of France"): whatever span the reader found would answer something else.
             return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
-        candidates = self.candidates(resolved.reader_question, sources, idf=self.retriever.idf)
+        reader_question = rephrase_role_question(resolved.reader_question, [p.text for p in passages])
+        candidates = self.candidates(reader_question, sources, idf=self.retriever.idf)
         for c in candidates:
             c.score = self.scorer.probability(c.features)
-        log.debug("%r: %d passages, %d candidates", resolved.reader_question, len(passages), len(candidates))
-        return cite(question, resolved.reader_question, candidates, passages, self.scorer.threshold,
+        log.debug("%r: %d passages, %d candidates", reader_question, len(passages), len(candidates))
+        return cite(question, reader_question, candidates, passages, self.scorer.threshold,
                     self.settings.max_alternatives)
 
     def candidates(self, question: str, sources: list[Source], idf=None) -> list[Candidate]:

@@ -109,7 +109,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     alternatives: list["Answer"] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
-    resolved_question: str = ""  # the question actually searched (after follow-up rewriting)
+    resolved_question: str = ""  # the question the reader read: a follow-up rewritten, a role question rephrased
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

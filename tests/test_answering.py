@@ -70,6 +70,16 @@ def test_enbek_answer_is_the_number_of_jobs(seed_index):
     assert seed_index.ask("How many jobs will the Enbek Program create?").text == "more than 750 thousand jobs"
 
 
+def test_a_role_question_is_answered_where_the_article_names_the_role(seed_index):
+    """Issue 10's chat example: 003 names "The chairman of the party Ermukhamet Yertysbayev";
+    the reader abstained on "Who chairs ...?" (0.12) and finds him for "Who is the chairman of ...?"."""
+    answer = seed_index.ask("Who chairs the People's Party of Kazakhstan?")
+    assert answer.text == "Ermukhamet Yertysbayev"
+    assert answer.resolved_question == "Who is the chairman of the People's Party of Kazakhstan?"
+    _check_citations(seed_index, answer)
+    assert answer.citations[0].doc_id.startswith("003_")
+
+
 def test_follow_up_is_answered_in_context(seed_index):
     history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
     follow = seed_index.ask("Which region did he go to?", history=history)

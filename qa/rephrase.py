@@ -1,0 +1,69 @@
+"""Role questions put the way the articles put them.
+
+"Who chairs the People's Party of Kazakhstan?" has its answer in "The chairman of the party
+Ermukhamet Yertysbayev went to ...": news names people by their role ("the chairman of", "the
+head of", "the founder of") far more often than by the verb the question uses. The reader,
+trained on questions that mostly copy the text's words, found the answer for "Who is the
+chairman of ...?" (0.53) and abstained on "Who chairs ...?" (0.12). So a "Who VERB ...?"
+question whose verb the retrieved passages never use, but whose role noun they do, is read as
+"Who is the NOUN of ...?". Only the reader's question changes; retrieval already matched the
+passages, and the answer still quotes the article.
+"""
+from __future__ import annotations
+
+import re
+
+# A verb and the role nouns for the one who does it, in the order they are preferred.
+ROLE_NOUNS: dict[str, tuple[str, ...]] = {
+    "chair": ("chairman", "chairwoman", "chairperson", "chair"),
+    "head": ("head",),
+    "lead": ("leader",),
+    "direct": ("director",),
+    "govern": ("governor",),
+    "manage": ("manager",),
+    "found": ("founder",),
+    "own": ("owner",),
+    "edit": ("editor",),
+    "command": ("commander",),
+    "coach": ("coach",),
+    "captain": ("captain",),
+    "create": ("creator",),
+    "invent": ("inventor",),
+    "design": ("designer",),
+    "organize": ("organizer", "organiser"),
+    "organise": ("organiser", "organizer"),
+    "represent": ("representative",),
+    "sponsor": ("sponsor",),
+    "host": ("host",),
+}
+# Inflected forms -> (verb, past?): "chairs", "chaired"; "led" is the one irregular form.
+_FORMS: dict[str, tuple[str, bool]] = {"led": ("lead", True)}
+for _verb in ROLE_NOUNS:
+    stem = _verb[:-1] if _verb.endswith("e") else _verb
+    _FORMS[_verb + ("es" if _verb.endswith(("sh", "ch")) else "s")] = (_verb, False)
+    _FORMS[stem + "ed"] = (_verb, True)
+
+_QUESTION = re.compile(r"^(?P<who>who)\s+(?P<verb>[a-z]+)\s+(?P<rest>.+?)\s*\?*$", re.I)
+_WORD = re.compile(r"[a-z]+")
+
+
+def rephrase_role_question(question: str, passage_texts: list[str]) -> str:
+    """``question`` as "Who is/was the NOUN of X?" when it is "Who VERBs/VERBed X?", the
+    passages use one of the verb's role nouns and none of them uses the verb form asked;
+    otherwise ``question`` unchanged."""
+    m = _QUESTION.match(question.strip())
+    if not m:
+        return question
+    form = m.group("verb").lower()
+    if form not in _FORMS:
+        return question  # not a role verb, or a bare one ("Who will head ..." has an auxiliary there)
+    verb, past = _FORMS[form]
+    words = {w for text in passage_texts for w in _WORD.findall(text.lower())}
+    if form in words:
+        return question  # the articles say it the question's way: nothing to bridge
+    noun = next((n for n in ROLE_NOUNS[verb] if n in words), None)
+    if noun is None:
+        return question
+    rest = m.group("rest")
+    rest = rest[0].lower() + rest[1:] if rest[:4].lower() == "the " else rest
+    return f"{m.group('who')} {'was' if past else 'is'} the {noun} of {rest}?"
