@@ -10,12 +10,6 @@ features are listed in ``qa/candidates.py``). It is a logistic regression, so it
 probability that the answer is right: an exact match with a gold answer, of the answer or of
 the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` adds).
 
-``--answer-calibration`` (measured, not shipped) calibrates it for the answer ``ask`` shows,
-the best candidate of a question on an article the model never saw: each fit question's top
-answer is scored by a candidate model fitted without that question's article (leave one
-article out), and a Platt fit on those out-of-fold logits rescales the model; the abstention
-threshold is then chosen on the same out-of-fold answers.
-
 It is fitted the way ``ask`` runs: for each SQuAD question, the passages are the paragraphs of
 the fitting articles (all of them, as one collection) ranked by idf-weighted word overlap with
 the question; ``Answerer.candidates`` reads their best windows exactly as ``ask`` does; every
@@ -76,14 +70,14 @@ def questions(first: int, last: int, max_answerable: int | None, max_unanswerabl
     for art in v11[first:last]:
         for p in art["paragraphs"]:
             for q in p["qas"]:
-                answerable.append({"question": q["question"], "answers": [a["text"] for a in q["answers"]], "group": art["title"]})
+                answerable.append({"question": q["question"], "answers": [a["text"] for a in q["answers"]]})
     for art in load_squad(V20):
         if art["title"] not in titles:
             continue
         for p in art["paragraphs"]:
             for q in p["qas"]:
                 if q.get("is_impossible"):
-                    unanswerable.append({"question": q["question"], "answers": [], "group": art["title"]})
+                    unanswerable.append({"question": q["question"], "answers": []})
     rng.shuffle(answerable)
     rng.shuffle(unanswerable)
     pool_first = first if pool_first is None else pool_first
@@ -154,7 +148,7 @@ def leftover_questions(reader_train, name: str, n: int, n_sampled: int, seed: in
         trained |= {e["id"] for e in random.Random(f"{s}-{name}").sample(exs, n_sampled)}
     left = [e for e in exs if e["id"] not in trained]
     random.Random(f"{seed}-{name}-fit").shuffle(left)
-    items = [{"question": e["question"], "answers": e["answers"], "group": name} for e in left[:n]]
+    items = [{"question": e["question"], "answers": e["answers"]} for e in left[:n]]
     pool = ParagraphPool(list(dict.fromkeys(p["context"] for a in arts for p in a["paragraphs"])))
     return items, pool, len(left)
 
@@ -181,57 +175,6 @@ def matrix(per_question):
     X = [[f[name] for name in FEATURES] for feats, _ in per_question for f in feats]
     y = [label for _, labels in per_question for label in labels]
     return np.array(X, dtype=np.float64), np.array(y)
-
-
-def fit_candidates(per_question) -> tuple[np.ndarray, float]:
-    """The candidate model: a logistic regression of right/wrong over every candidate's features."""
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = matrix(per_question)
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
-    return lr.coef_[0], float(lr.intercept_[0])
-
-
-def out_of_fold_top(per_question, items) -> list[tuple[float, bool, bool]]:
-    """Each question's top answer as a new article would see it: (the candidate model's logit,
-    right?, answerable?), with the candidate model fitted without the question's group (its
-    article, or its SQuADShifts source): leave one group out."""
-    groups = sorted({item["group"] for item in items})
-    if len(groups) < 2:
-        raise ValueError("out-of-fold scores need questions of at least two groups (articles)")
-    out = [None] * len(items)
-    for held in groups:
-        coef, intercept = fit_candidates([pq for pq, item in zip(per_question, items) if item["group"] != held])
-        for i, ((feats, labels), item) in enumerate(zip(per_question, items)):
-            if item["group"] != held:
-                continue
-            if not feats:
-                out[i] = (-30.0, False, bool(item["answers"]))
-                continue
-            logits = np.array([[f[name] for name in FEATURES] for f in feats]) @ coef + intercept
-            best = int(np.argmax(logits))
-            out[i] = (float(logits[best]), bool(labels[best]), bool(item["answers"]))
-    return out
-
-
-def answer_calibration(oof_top) -> tuple[float, float]:
-    """(scale, shift) with P(top answer right) = sigmoid(scale * z + shift), z the candidate
-    model's logit: a Platt fit on out-of-fold top answers (``out_of_fold_top``).
-
-    The candidate model is fitted over all candidates, most of them wrong, and ``ask`` shows the
-    best of them: scored on the fit set itself, top answers were right more often than their
-    probability said (0.75 -> 0.90), while a new article meets a model that never saw it. Scale
-    > 0 keeps every ranking, so the map folds into the candidate model's weights and nothing
-    changes at run time."""
-    from sklearn.linear_model import LogisticRegression
-
-    z = np.array([[logit] for logit, _, _ in oof_top])
-    right = np.array([int(r) for _, r, _ in oof_top])
-    platt = LogisticRegression(C=100.0, max_iter=1000).fit(z, right)
-    scale, shift = float(platt.coef_[0][0]), float(platt.intercept_[0])
-    if scale <= 0:
-        raise ValueError(f"answer calibration came out non-increasing (scale {scale:.3f}): the candidate model ranks nothing")
-    return scale, shift
 
 
 def answer_level(per_question, items, coef, intercept):
@@ -326,14 +269,13 @@ def summarize(rows, threshold) -> dict:
 
 
 def main(argv=None) -> None:
+    from sklearn.linear_model import LogisticRegression
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--report", action="store_true", help="also report on held-out articles 24-47 (never fitted on)")
     ap.add_argument("--report-answerable", type=int, default=600)
     ap.add_argument("--report-unanswerable", type=int, default=300)
-    ap.add_argument("--answer-calibration", action="store_true",
-                    help="rescale the scorer by a Platt fit of out-of-fold top answers, and choose the threshold on them "
-                         "(measured, not shipped: qa/reader_model/README.md)")
     ap.add_argument("--extra-fit", default="",
                     help="NAME:N,... with NAME reddit or amazon (e.g. reddit:250,amazon:250): SQuADShifts questions the reader never trained on, added to the fit set; default none (the shipped scorer)")
     args = ap.parse_args(argv)
@@ -361,22 +303,12 @@ def main(argv=None) -> None:
     previous = json.loads(ANSWERER_FILE.read_text()) if ANSWERER_FILE.exists() else None
     X, y = matrix(fit)
     log(f"{len(y)} candidates, {y.mean():.3f} right")
-    coef, intercept = fit_candidates(fit)
-    if not args.answer_calibration:
-        calibration = None
-        rows = answer_level(fit, fit_items, coef, intercept)
-    else:
-        # The threshold is then chosen, and the fit set reported, on out-of-fold top answers:
-        # what a new article gets, not the fit set's own optimistic scores.
-        oof = out_of_fold_top(fit, fit_items)
-        scale, shift = answer_calibration(oof)
-        calibration = {"scale": round(scale, 6), "shift": round(shift, 6), "fit_set_rows": "out of fold (leave one article out)"}
-        log(f"answer-level calibration from out-of-fold top answers: logit * {scale:.3f} + {shift:.3f}")
-        coef, intercept = coef * scale, intercept * scale + shift
-        rows = [(1 / (1 + np.exp(-(scale * z + shift))), right, answerable) for z, right, answerable in oof]
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
+    coef, intercept = lr.coef_[0], float(lr.intercept_[0])
+    rows = answer_level(fit, fit_items, coef, intercept)
     result = {
         "features": list(FEATURES), "coef": [round(float(c), 6) for c in coef], "intercept": round(intercept, 6),
-        "threshold": 0.0, "answer_calibration": calibration,
+        "threshold": 0.0,
         "fitted_on": "SQuAD v1.1 dev articles 20-23 + SQuAD v2.0 unanswerables of those titles; passages = the best 5 paragraphs of articles 0-23"
                      + (f"; + SQuADShifts questions the reader never trained on ({args.extra_fit}), passages = the best 5 paragraphs of their source" if args.extra_fit else ""),
     }
