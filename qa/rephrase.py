@@ -37,19 +37,29 @@ ROLE_NOUNS: dict[str, tuple[str, ...]] = {
     "host": ("host",),
 }
 # Inflected forms -> (verb, past?): "chairs", "chaired"; "led" is the one irregular form.
-_FORMS: dict[str, tuple[str, bool]] = {"led": ("lead", True)}
+_FORMS: dict[str, tuple[str, bool]] = {}
 for _verb in ROLE_NOUNS:
-    stem = _verb[:-1] if _verb.endswith("e") else _verb
     _FORMS[_verb + ("es" if _verb.endswith(("sh", "ch")) else "s")] = (_verb, False)
-    _FORMS[stem + "ed"] = (_verb, True)
+    _FORMS["led" if _verb == "lead" else (_verb[:-1] if _verb.endswith("e") else _verb) + "ed"] = (_verb, True)
+# Every form of each verb, the bare one included: if the articles use the verb at all, they say
+# it the question's way and the reader needs no bridge. A form that is also the role noun
+# ("head", "coach", "chair") says nothing of the verb, so it is left out.
+_VERB_FORMS: dict[str, set[str]] = {verb: {verb} for verb in ROLE_NOUNS}
+for _form, (_verb, _) in _FORMS.items():
+    _VERB_FORMS[_verb].add(_form)
+for _verb, _nouns in ROLE_NOUNS.items():
+    _VERB_FORMS[_verb] -= set(_nouns)
+# "Who heads to Karaganda?", "Who leads in the polls?": a verb of motion or standing, not a role.
+_NOT_AN_OBJECT = {"to", "in", "into", "for", "at", "on", "with", "from", "up", "out", "off", "over", "by",
+                  "back", "down", "away", "toward", "towards", "north", "south", "east", "west", "home"}
 
-_QUESTION = re.compile(r"^(?P<who>who)\s+(?P<verb>[a-z]+)\s+(?P<rest>.+?)\s*\?*$", re.I)
+_QUESTION = re.compile(r"^(?P<who>who)\s+(?P<verb>[a-z]+)\s+(?P<rest>.+?)[\s?.!]*$", re.I)
 _WORD = re.compile(r"[a-z]+")
 
 
 def rephrase_role_question(question: str, passage_texts: list[str]) -> str:
     """``question`` as "Who is/was the NOUN of X?" when it is "Who VERBs/VERBed X?", the
-    passages use one of the verb's role nouns and none of them uses the verb form asked;
+    passages use one of the verb's role nouns and none of them uses the verb in any form;
     otherwise ``question`` unchanged."""
     m = _QUESTION.match(question.strip())
     if not m:
@@ -58,12 +68,16 @@ def rephrase_role_question(question: str, passage_texts: list[str]) -> str:
     if form not in _FORMS:
         return question  # not a role verb, or a bare one ("Who will head ..." has an auxiliary there)
     verb, past = _FORMS[form]
+    rest = m.group("rest")
+    if rest.split()[0].lower() in _NOT_AN_OBJECT:
+        return question
     words = {w for text in passage_texts for w in _WORD.findall(text.lower())}
-    if form in words:
+    if words & _VERB_FORMS[verb]:
         return question  # the articles say it the question's way: nothing to bridge
     noun = next((n for n in ROLE_NOUNS[verb] if n in words), None)
     if noun is None:
         return question
-    rest = m.group("rest")
-    rest = rest[0].lower() + rest[1:] if rest[:4].lower() == "the " else rest
+    # "The party" mid-sentence is "the party"; "The Guardian" keeps its capital.
+    if re.match(r"The\s+[a-z]", rest):
+        rest = "t" + rest[1:]
     return f"{m.group('who')} {'was' if past else 'is'} the {noun} of {rest}?"
