@@ -82,11 +82,12 @@ class Answerer:
         resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
         sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         passages = [s.passage for s in sources]
-        if not sources or missing_names(resolved.reader_question, [p.text for p in passages]):
+        passage_texts = [p.text for p in passages]
+        if not sources or missing_names(resolved.reader_question, passage_texts):
             # A question about a name or number the retrieved articles never mention ("the
             # capital of France"): whatever span the reader found would answer something else.
             return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
-        reader_question = rephrase_role_question(resolved.reader_question, [p.text for p in passages])
+        reader_question = rephrase_role_question(resolved.reader_question, passage_texts)
         candidates = self.candidates(reader_question, sources, idf=self.retriever.idf)
         for c in candidates:
             c.score = self.scorer.probability(c.features)

@@ -36,19 +36,22 @@ ROLE_NOUNS: dict[str, tuple[str, ...]] = {
     "sponsor": ("sponsor",),
     "host": ("host",),
 }
-# Inflected forms -> (verb, past?): "chairs", "chaired"; "led" is the one irregular form.
-_FORMS: dict[str, tuple[str, bool]] = {}
-for _verb in ROLE_NOUNS:
-    _FORMS[_verb + ("es" if _verb.endswith(("sh", "ch")) else "s")] = (_verb, False)
-    _FORMS["led" if _verb == "lead" else (_verb[:-1] if _verb.endswith("e") else _verb) + "ed"] = (_verb, True)
+
+
+def _inflections(verb: str) -> tuple[str, str]:
+    """(present, past) of a role verb: "chairs", "chaired"; "led" is the one irregular form here."""
+    present = verb + ("es" if verb.endswith(("sh", "ch")) else "s")
+    past = "led" if verb == "lead" else (verb[:-1] if verb.endswith("e") else verb) + "ed"
+    return present, past
+
+
+# The forms a question may ask with -> (verb, past?).
+_FORMS: dict[str, tuple[str, bool]] = {
+    form: (verb, past) for verb in ROLE_NOUNS for form, past in zip(_inflections(verb), (False, True))}
 # Every form of each verb, the bare one included: if the articles use the verb at all, they say
 # it the question's way and the reader needs no bridge. A form that is also the role noun
 # ("head", "coach", "chair") says nothing of the verb, so it is left out.
-_VERB_FORMS: dict[str, set[str]] = {verb: {verb} for verb in ROLE_NOUNS}
-for _form, (_verb, _) in _FORMS.items():
-    _VERB_FORMS[_verb].add(_form)
-for _verb, _nouns in ROLE_NOUNS.items():
-    _VERB_FORMS[_verb] -= set(_nouns)
+_VERB_FORMS: dict[str, set[str]] = {verb: {verb, *_inflections(verb)} - set(nouns) for verb, nouns in ROLE_NOUNS.items()}
 # "Who heads to Karaganda?", "Who leads in the polls?": a verb of motion or standing, not a role.
 _NOT_AN_OBJECT = {"to", "in", "into", "for", "at", "on", "with", "from", "up", "out", "off", "over", "by",
                   "back", "down", "away", "toward", "towards", "north", "south", "east", "west", "home"}
