@@ -186,7 +186,6 @@ def explain(index, question: dict, item: dict, k: int) -> dict:
     from qa.answering import missing_names
     from qa.evaluation import exact_match_score, metric_max_over_ground_truths
     from qa.followup import normalize_question, resolve_followup
-    from qa.rephrase import rephrase_role_question
     from qa.retrieval import check_query
 
     answerer = index.answerer
@@ -196,8 +195,7 @@ def explain(index, question: dict, item: dict, k: int) -> dict:
     sources = answerer.retriever.sources(resolved.search_query, k=k)
     docs = [s.passage.doc_id for s in sources]
     missing = missing_names(resolved.reader_question, [s.passage.text for s in sources])
-    reader_question = rephrase_role_question(resolved.reader_question, [s.passage.text for s in sources])  # as ask reads it
-    candidates = answerer.candidates(reader_question, sources, idf=answerer.retriever.idf)
+    candidates = answerer.read(resolved.reader_question, sources, idf=answerer.retriever.idf).candidates
     for c in candidates:
         c.score = answerer.scorer.probability(c.features)
     best = max(candidates, key=lambda c: c.score, default=None)

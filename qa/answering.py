@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import models
@@ -44,6 +45,15 @@ if TYPE_CHECKING:
     from .slots import SlotFinder
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of one question over some sources: the question as it read it (the
+    one ``Answer.resolved_question`` shows) and the candidate answers, unscored."""
+
+    question: str
+    candidates: list[Candidate]
 
 
 class Answerer:
@@ -87,30 +97,35 @@ class Answerer:
             # A question about a name or number the retrieved articles never mention ("the
             # capital of France"): whatever span the reader found would answer something else.
             return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
-        reader_question = rephrase_role_question(resolved.reader_question, passage_texts)
-        candidates = self.candidates(reader_question, sources, idf=self.retriever.idf)
-        for c in candidates:
+        reading = self.read(resolved.reader_question, sources, idf=self.retriever.idf)
+        for c in reading.candidates:
             c.score = self.scorer.probability(c.features)
-        log.debug("%r: %d passages, %d candidates", reader_question, len(passages), len(candidates))
-        return cite(question, reader_question, candidates, passages, self.scorer.threshold,
+        log.debug("%r: %d passages, %d candidates", reading.question, len(passages), len(reading.candidates))
+        return cite(question, reading.question, reading.candidates, passages, self.scorer.threshold,
                     self.settings.max_alternatives)
 
-    def candidates(self, question: str, sources: list[Source], idf=None) -> list[Candidate]:
-        """Steps 3-6 over given ``sources`` (best first): windows, parse, read, complete and
-        describe. ``idf``: ``callable(terms) -> {term: idf}`` of the collection searched, so that
-        sharing "NSDP" with the question counts for more than sharing "issues". The answer
-        scorer is fitted on what this returns."""
+    def read(self, question: str, sources: list[Source], idf=None) -> "Reading":
+        """The question as the reader reads it over given ``sources`` (best first; a role
+        question rephrased to the passages' words), then steps 3-6: windows, parse, read,
+        complete and describe. ``idf``: ``callable(terms) -> {term: idf}`` of the collection
+        searched, so that sharing "NSDP" with the question counts for more than sharing
+        "issues". The answer scorer is fitted on what this returns, and the news check explains
+        answers with it: one path, so neither drifts from ``ask``."""
+        reader_question = rephrase_role_question(question, [s.passage.text for s in sources])
+        return Reading(reader_question, self._candidates(reader_question, sources, idf))
+
+    def _candidates(self, question: str, sources: list[Source], idf) -> list[Candidate]:
         asked = AskedFor.of(question, idf)
         windows = reading_windows(asked, sources, self.settings)
         if not windows:
             return []
-        readings = [self.repairer.repair(w.text) if self.repairer else Repaired.as_written(w.text) for w in windows]
+        repaired = [self.repairer.repair(w.text) if self.repairer else Repaired.as_written(w.text) for w in windows]
         frame = self.parser.frame(question) if self.parser is not None else None
-        slots = window_slots(self.parser, frame, windows, readings)
+        slots = window_slots(self.parser, frame, windows, repaired)
         proposals = slot_proposals(slots)
-        results = self.reader.read(question, [r.text for r in readings], top_k=self.settings.spans_per_window,
-                                   proposals=[[r.span_to_repaired(span) for _, span in p] for p, r in zip(proposals, readings)])
-        results = [r.result_to_original(result) for r, result in zip(readings, results)]
+        results = self.reader.read(question, [r.text for r in repaired], top_k=self.settings.spans_per_window,
+                                   proposals=[[r.span_to_repaired(span) for _, span in p] for p, r in zip(proposals, repaired)])
+        results = [r.result_to_original(result) for r, result in zip(repaired, results)]
         return describe_candidates(asked, windows, slots, proposals, results, self.parser)
 
 

@@ -125,7 +125,7 @@ def test_candidates_carry_every_feature_the_scorer_weighs():
     shipped = json.loads(AnswerSettings().scorer_file.read_text())
     assert shipped["features"] == list(FEATURES), "answerer.json is stale: run python scripts/answerer/train.py"
     text = "Next 2 years, Enbek Program will provide coverage for about 1.5 million people creating more than 750 thousand jobs."
-    candidates = _reads().candidates("How many jobs will the Enbek Program create?", [_source("enbek", text)])
+    candidates = _reads().read("How many jobs will the Enbek Program create?", [_source("enbek", text)]).candidates
     assert candidates
     for c in candidates:
         assert set(c.features) == set(FEATURES)
@@ -151,14 +151,14 @@ def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():
     # Baibek ("DeputyChairman"); the subject of "received" comes from its slot.
     text = ("NUR-SULTAN.KAZINFORM - Head of State Kassym-Jomart Tokayev has received today First DeputyChairman "
             "of the Nur Otan Party Bauyrzhan Baibek, Kazinform cites the pressservice of Akorda.")
-    candidates = _reads().candidates("Who received Baibek?", [_source("akorda", text)])
+    candidates = _reads().read("Who received Baibek?", [_source("akorda", text)]).candidates
     by_text = {c.text: c.features for c in candidates}
     name = next(t for t in by_text if t.endswith("Kassym-Jomart Tokayev"))
     assert by_text[name]["slot_best"] == 1.0 and by_text[name]["outside_slot"] == 0.0
     # "DeputyChairman" is in the object's slot, which the question fills itself with Baibek.
     assert by_text["DeputyChairman"]["other_slot"] == 1.0 and by_text["DeputyChairman"]["outside_slot"] == 1.0
     # Without a parser no candidate is in a slot.
-    plain = _reads(parser=False).candidates("Who received Baibek?", [_source("akorda", text)])
+    plain = _reads(parser=False).read("Who received Baibek?", [_source("akorda", text)]).candidates
     assert all(c.features[f] == 0.0 for c in plain for f in ("outside_slot", "slot_best", "from_slot", "other_slot"))
 
 

@@ -49,7 +49,7 @@ def test_answers_read_through_a_repair_quote_the_article(repairer):
     passage = Passage(text=AKORDA, doc_id="akorda", title=None, date=None, start=0, end=len(AKORDA), score=1.0,
                       chunk_id="akorda#0")
     answerer = Answerer(None, models.reader(), models.parser(), None, repairer=repairer)
-    candidates = answerer.candidates("What should the party become?", [Source(passage, AKORDA, sentence_spans(AKORDA))])
+    candidates = answerer.read("What should the party become?", [Source(passage, AKORDA, sentence_spans(AKORDA))]).candidates
     assert candidates
     for c in candidates:
         assert AKORDA[c.doc_start:c.doc_end] == c.text

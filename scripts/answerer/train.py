@@ -12,7 +12,7 @@ the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` ad
 
 It is fitted the way ``ask`` runs: for each SQuAD question, the passages are the paragraphs of
 the fitting articles (all of them, as one collection) ranked by idf-weighted word overlap with
-the question; ``Answerer.candidates`` reads their best windows exactly as ``ask`` does; every
+the question; ``Answerer.read`` reads their best windows exactly as ``ask`` does (a role question rephrased); every
 candidate is labelled right or wrong against the gold answers.
 
 DATA RULES: fitted on SQuAD v1.1 dev articles 20-23 (the reader never trained on them) plus
@@ -41,7 +41,6 @@ from qa.candidates import FEATURES
 from qa.chunking import sentence_spans
 from qa.evaluation import calibration_table, exact_match_score, load_squad
 from qa.lexical import idf_weight, tokenize
-from qa.rephrase import rephrase_role_question
 from qa.settings import AnswerSettings
 from qa.types import Passage, Source
 
@@ -160,8 +159,7 @@ def collect(answerer: Answerer, items: list[dict], pool: ParagraphPool) -> list[
     t0 = time.perf_counter()
     for i, item in enumerate(items):
         sources = pool.sources(item["question"])
-        question = rephrase_role_question(item["question"], [s.passage.text for s in sources])  # as ask reads it
-        cands = answerer.candidates(question, sources, idf=pool.idf)
+        cands = answerer.read(item["question"], sources, idf=pool.idf).candidates
         # Right = the answer, or the reader's span inside it, is a gold answer: SQuAD's gold
         # answers often leave out the unit that ``complete_span`` adds ("750 thousand" + "jobs").
         labels = [int(any(exact_match_score(c.text, g) or exact_match_score(c.reader_text, g) for g in item["answers"]))
