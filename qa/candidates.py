@@ -262,6 +262,10 @@ def _dated(candidates: list[Candidate], windows: list[Window], windows_of: dict[
 # --------------------------------------------------------------------------- what the question asks for
 
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
+# The counted noun ends where the question's verb begins: "how many banks | were disqualified"
+# (else a figure was completed with "banks were").
+_AUXILIARY = re.compile(
+    r"\b(?:is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|must)\b", re.I)
 _WHICH_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)\b", re.I)
 # What kind of answer the question asks for; the first that matches wins ("how much money" is
 # money before it is a number).
@@ -306,7 +310,7 @@ class AskedFor:
     @classmethod
     def of(cls, question: str, idf=None) -> "AskedFor":
         m = _HOW_MANY.search(question)
-        units = tuple(tokenize(m.group(1))[:2]) if m else ()
+        units = tuple(tokenize(_AUXILIARY.split(m.group(1), 1)[0])[:2]) if m else ()
         h = _WHICH_NOUN.search(question)
         head = tokenize(h.group(1)) if h and h.group(1).lower() not in _WHICH_NOT_A_HEAD else []
         answer_type = next((name for name, pattern in _ANSWER_TYPES if pattern.search(question)), None)
@@ -324,10 +328,20 @@ _NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|"
     r"million|billion|trillion|dozen|half|third|quarter")
 _MONTHS = "|".join(MONTH_NAMES)
+# Scale words, with news agencies' "mln" and "bln" ("105 mln Australian dlrs").
+_SCALE = r"(?:thousand|million|billion|trillion|mln|bln)"
+# Currencies after a figure, agency abbreviations included ("dlrs", "stg", "cts"), singular too
+# ("three billion franc"), optionally after a country ("U.S.", "H.K.", "Australian").
+_CURRENCY_WORD = (r"(?i:dollars?|dlrs?|euros?|pounds?(?:\s+sterling)?|sterling|stg|tenge|rubles?|roubles?|yuan|yen|"
+                  r"francs?|marks?|crowns?|riyals?|pesetas?|guilders?|lire|lira|pesos?|rupees?|rand|won|kwacha|"
+                  r"ringgit|cents|cts)")
+_CURRENCY_COUNTRY = (r"(?:US|U\.S\.|American|Canadian|Australian|Hong\s+Kong|H\.K\.|New\s+Zealand|N\.Z\.|"
+                     r"Singapore|Swiss|French|Belgian|Saudi|Taiwan|Mexican)")
 _SHAPES = {
-    "percent": re.compile(r"%|\bper\s?cent\b", re.I),
+    "percent": re.compile(r"%|\bper\s?cent\b|\bpct\b", re.I),
     "money": re.compile(
-        r"[$€£¥₸]|\b(?:KZT|USD|EUR|GBP|RUB)\s?\d|\d\s*(?:KZT|USD|EUR|tenge|dollars?|euros?|pounds|rubles|roubles|yuan|yen)\b"),
+        rf"[$€£¥₸]|\b(?:KZT|USD|EUR|GBP|RUB)\s?\d|"
+        rf"\d\s*(?:{_SCALE}\s+)?(?:{_CURRENCY_COUNTRY}\s+)?(?:KZT|USD|EUR|{_CURRENCY_WORD})\b"),
     "date": re.compile(rf"\b(?:1\d{{3}}|20\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)|{_MONTHS}|century|decade|\d0s)\b", re.I),
     "number": re.compile(rf"\d|\b(?:{_NUMBER_WORDS}|{_MONTHS})\b", re.I),
 }
@@ -345,14 +359,16 @@ _FUNCTION_WORDS = frozenset({"of", "the", "and", "de", "for", "in", "on", "at", 
 
 # --------------------------------------------------------------------------- completing spans
 
-_MAGNITUDE = r"(?:\d[\d.,]*%?|thousand|million|billion|trillion|hundred)"
-_CURRENCY = re.compile(
-    r"\s+(?:(?:US|U\.S\.|American|Canadian|Australian|Hong Kong)\s+)?(?:dollars|euros|pounds(?: sterling)?|tenge|"
-    r"rubles|roubles|yuan|yen|francs|rupees|won|lira)\b")
+_MAGNITUDE = rf"(?:\d[\d.,/-]*%?|{_SCALE}|hundred)"
+_CURRENCY = re.compile(rf"\s+(?:{_CURRENCY_COUNTRY}\s+)?{_CURRENCY_WORD}\b")
+# A count's scale word after it: "two" + "mln", "1.5" + "billion".
+_SCALE_AFTER = re.compile(rf"\s+{_SCALE}\b", re.I)
+_PERCENT_AFTER = re.compile(r"\s*(?:%|per\s?cent\b|pct\b)", re.I)
+_COUNT = re.compile(rf"(?:\d[\d.,/-]*|(?:{_NUMBER_WORDS})\b)", re.I)  # a figure or a number word
 _QUALIFIER = re.compile(
     r"\b(?:more than|less than|fewer than|at least|at most|up to|about|around|approximately|nearly|almost|over|under|"
     r"some|roughly)\s+$", re.I)
-_RANGE_START = re.compile(rf"\bfrom\s+(?:\S+\s+)?[$€£¥₸]?{_MAGNITUDE}(?:\s+(?:thousand|million|billion|trillion))?\s+to\s+$", re.I)
+_RANGE_START = re.compile(rf"\bfrom\s+(?:\S+\s+)?[$€£¥₸]?{_MAGNITUDE}(?:\s+{_SCALE})?\s+to\s+$", re.I)
 _FROM_BEFORE = re.compile(r"\bfrom\s+$")
 # A hyphenated given name right before a capitalised span: "Kassym-Jomart" + "Tokayev".
 _GIVEN_NAME_BEFORE = re.compile(r"(?<![\w-])[A-Z][a-z]+-[A-Z][a-z]+ $")
@@ -363,12 +379,19 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
     """Widen a reader span to what a reader of the article would quote, within ``text[:limit]``:
     a figure with its qualifier, range and unit ("more than 750 thousand jobs", "from 11 billion
     to 170.5 billion US dollars"), a "which <noun>" answer with that noun ("East Kazakhstan
-    region"), a surname with the hyphenated given name before it ("Kassym-Jomart Tokayev")."""
+    region"), a surname with the hyphenated given name before it ("Kassym-Jomart Tokayev"); news
+    agencies' figures too ("about two mln customers", "105 mln Australian dlrs", "4.6 pct")."""
     span = text[start:end]
+    if _COUNT.fullmatch(span) and (scale := _SCALE_AFTER.match(text, end, limit)):
+        end = scale.end()
+        span = text[start:end]
+    if re.fullmatch(r"\d[\d.,/-]*", span) and (percent := _PERCENT_AFTER.match(text, end, limit)):
+        end = percent.end()  # "4.6" + "pct": the unit is part of the figure
+        span = text[start:end]
     given = _GIVEN_NAME_BEFORE.search(text, max(0, start - 40), start)
     if given and span[:1].isupper():
         start = given.start()
-    if re.match(r"\d", span):
+    if _COUNT.match(span):
         if start > 0 and text[start - 1] in "$€£¥₸":
             start -= 1
         r = _RANGE_START.search(text, max(0, start - 60), start)  # "from 11 billion to" + "170.5 billion"
@@ -399,7 +422,7 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
 # "16 regional and 208": two counts joined by "and", the first one followed by the question's own
 # words ("How many regional headquarters ...?"): the answer is that first count.
 _COORDINATED_FIGURES = re.compile(
-    r"([$€£¥₸]?\d[\d.,]*%?(?:\s+(?:thousand|million|billion|trillion))?)((?:\s+[A-Za-z][\w-]*){1,2})\s+and\s+\S*\d")
+    rf"([$€£¥₸]?\d[\d.,]*%?(?:\s+{_SCALE})?)((?:\s+[A-Za-z][\w-]*){{1,2}})\s+and\s+\S*\d")
 
 
 def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple[int, int]:

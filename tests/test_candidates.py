@@ -47,6 +47,18 @@ def _complete(question: str, text: str, span: str) -> str:
     ("Who chairs the party?", "The party is chaired by Ermukhamet Yertysbayev since 2020.", "Ermukhamet Yertysbayev",
      "Ermukhamet Yertysbayev"),
     ("What share is poor?", "Today the share has dropped to 4.6%. Next year", "4.6%", "4.6%"),
+    # news agencies' figures: "mln", "dlrs", "stg", "pct", a currency in the singular
+    ("How much will the bank lend?", "The bank will lend 105 mln Australian dlrs next year.", "105 mln",
+     "105 mln Australian dlrs"),
+    ("How much did the fund hold?", "The fund held 2.54 billion stg at the end of May.", "2.54 billion",
+     "2.54 billion stg"),
+    ("How big is the loan?", "It is a three billion franc loan.", "three billion", "three billion franc"),
+    ("How many customers does the firm have?", "The firm has about two mln customers.", "two",
+     "about two mln customers"),
+    ("By how much did prices rise?", "Prices rose 4.6 pct in May.", "4.6", "4.6 pct"),
+    ("By how much did prices rise?", "Prices rose 8-1/2 per cent in May.", "8-1/2", "8-1/2 per cent"),
+    # the counted noun ends at the question's verb: "banks", not "banks were"
+    ("How many banks were disqualified?", "In all 17 banks were disqualified on Friday.", "17", "17 banks"),
 ])
 def test_complete_span(question, text, span, expected):
     assert _complete(question, text, span) == expected
@@ -84,6 +96,8 @@ def test_asked_for():
     assert AskedFor.of("How much money goes to drinking water over the next three years?").answer_type == "money"
     assert AskedFor.of("How much did the stadium cost?").answer_type == "money"
     assert AskedFor.of("How much water flows through the dam?").answer_type == "number"
+    assert AskedFor.of("How many banks were disqualified from the auction?").units == ("bank",)
+    assert AskedFor.of("How many people will the Enbek Program cover?").units == ("peopl",)
     assert AskedFor.of("Which region is it in?").head == "region"
     assert AskedFor.of("What does Bakytty Otbasy mean?").answer_type is None
     weighted = AskedFor.of("What issues did NSDP candidates focus on?", idf=lambda terms: {t: 3.0 if t == "nsdp" else 1.0 for t in terms})
@@ -172,6 +186,10 @@ def test_the_slot_of_the_asked_role_gives_a_candidate_the_reader_missed():
     ("How many jobs will the Enbek Program create?", "more than 750 thousand jobs", True),
     ("Who received Baibek?", "Kassym-Jomart Tokayev", True),
     ("Who received Baibek?", "the press service", False),
+    ("What percentage of the shares does it own?", "80 pct", True),
+    ("How much money did the company earn?", "105 mln Australian dlrs", True),
+    ("How much money did the company earn?", "60 billion U.S. Dlrs", True),
+    ("How much money did the company earn?", "the dollar", False),
 ])
 def test_answer_shape_fits_the_kind_of_question(question, answer, fits):
     assert _has_shape(answer, AskedFor.of(question).answer_type) == fits
