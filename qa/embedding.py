@@ -11,14 +11,18 @@ built with, and is always queried with it):
   is much faster for one short text (``Embedder.encode_query``);
 - ``onnx``: the same model exported to ONNX once and run by onnxruntime (``qa/onnx_models.py``):
   the same vectors to within 1e-5;
-- ``onnx-int8``: that export with its MatMuls in dynamic int8: vectors that differ slightly.
-Both run a graph fused by onnxruntime's transformer optimizer.
+- ``onnx-int8``: that export with its MatMuls in dynamic int8, the feed-forward output
+  projections kept in fp32: vectors that differ slightly;
+- ``onnx-int8-full``: every MatMul in int8, those projections too: faster again on a CPU with
+  int8 dot products (AVX512-VNNI), vectors that differ a little more.
+All three run a graph fused by onnxruntime's transformer optimizer.
 - ``torch-bf16``: sentence-transformers in torch with bfloat16 weights and activations, for
   documents and questions alike (vectors within a cosine of about 0.995 of fp32's). Fast only
   on a CPU that multiplies bfloat16 natively (AMX or AVX512-BF16; elsewhere torch emulates it,
   slowly, and a warning says so).
 BENCHMARKS.md gives the speed and SciFact nDCG of each: ``onnx-int8`` builds 1.46x as fast as
-torch, ``torch-bf16`` about twice as fast on this machine's CPU.
+torch; ``torch-bf16`` 2.74x with AMX (1.8x with AVX512-BF16 alone); ``onnx-int8-full`` 2.38x
+with AVX512-VNNI and no AMX, fused nDCG@10 within 0.0014 of fp32.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-BACKENDS = ("torch", "onnx", "onnx-int8", "torch-bf16")
+BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-full", "torch-bf16")
+_ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-int8-full")
 DEFAULT_BACKEND = "torch"
 
 
@@ -77,8 +82,8 @@ class Embedder:
         self.model = self._torch_model()
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
-        onnx = self.backend in ("onnx", "onnx-int8")
-        self._onnx = _OnnxSentenceModel(self.model, self._path, int8=self.backend == "onnx-int8") if onnx else None
+        self._onnx = _OnnxSentenceModel(self.model, self._path, int8=self.backend != "onnx",
+                                        keep_fp32=self.backend == "onnx-int8") if self.backend in _ONNX_BACKENDS else None
         # The fast (Rust) tokenizer counts without the slow path's "sequence too long" warnings.
         self._fast = None
         backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
@@ -176,7 +181,7 @@ class _OnnxSentenceModel:
     """A sentence-transformers model (transformer + pooling) exported to ONNX, with its tokenizer:
     ``encode`` returns what ``SentenceTransformer.encode(normalize_embeddings=True)`` returns."""
 
-    def __init__(self, st_model, path: str, int8: bool):
+    def __init__(self, st_model, path: str, int8: bool, keep_fp32: bool = True):
         from .onnx_models import FFN_OUTPUT_MATMULS, BertShape, OnnxModel, exported, file_digest
 
         self.max_length = int(st_model.max_seq_length)
@@ -211,7 +216,7 @@ class _OnnxSentenceModel:
         fuse = BertShape(config.num_attention_heads, config.hidden_size) if config.model_type == "bert" else None
         onnx_path = exported(f"embedder-{Path(path).name}", digest, build,
                              ("input_ids", "attention_mask", "token_type_ids"), ("embedding",), axes,
-                             int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,), fuse=fuse)
+                             int8=int8, keep_fp32=(FFN_OUTPUT_MATMULS,) if keep_fp32 else (), fuse=fuse)
         self.session = OnnxModel(onnx_path)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:

@@ -261,7 +261,7 @@ def test_ivf_index_type_supports_updates(tmp_path, kind):
     assert index.retrieve("How many jobs will the Enbek Program create?", k=3)[0].doc_id == "004_c8ebc32f0d2447af"
 
 
-# ---- embedding backends: torch (default), onnx, onnx-int8, torch-bf16; an index is queried with its own
+# ---- embedding backends: torch (default), onnx, onnx-int8, onnx-int8-full, torch-bf16; an index is queried with its own
 
 def test_onnx_embedder_gives_the_torch_vectors():
     import numpy as np
@@ -278,6 +278,27 @@ def test_onnx_embedder_gives_the_torch_vectors():
     int8 = models.embedder(backend="onnx-int8").encode(texts)
     assert np.all((int8 * torch_vectors).sum(axis=1) > 0.95)  # close, not equal
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+
+
+def test_full_int8_embedder_runs_every_matrix_product_in_int8():
+    import numpy as np
+    import onnx as onnx_format
+
+    texts = [(SEED_DOCUMENTS / name).read_text()[:900] for name in sorted(os.listdir(SEED_DOCUMENTS))]
+
+    def fp32_matmuls(backend: str) -> int:
+        graph = onnx_format.load(str(models.embedder(backend=backend)._onnx.session.path)).graph
+        return sum(n.op_type == "MatMul" for n in graph.node)
+
+    assert fp32_matmuls("onnx-int8") == 6 and fp32_matmuls("onnx-int8-full") == 0  # the 6 feed-forward outputs
+    torch_vectors = models.embedder(backend="torch").encode(texts)
+    full = models.embedder(backend="onnx-int8-full")
+    vectors = full.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.all((vectors * torch_vectors).sum(axis=1) > 0.95)  # close, not equal
+    question = full.encode_query("How many jobs will the Enbek Program create?")
+    assert int(np.argmax(vectors @ question)) == int(np.argmax(torch_vectors @ models.embedder(backend="torch").encode_query(
+        "How many jobs will the Enbek Program create?")))
 
 
 def test_bf16_embedder_stays_close_to_fp32_for_documents_and_questions():
