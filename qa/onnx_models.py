@@ -203,6 +203,16 @@ def native_bf16() -> bool:
         return False
 
 
+def cpu_matrix_units() -> tuple[bool, bool]:
+    """(AMX, int8 dot products: AVX512-VNNI or AVX-VNNI) on this CPU, from torch's own checks."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported()), bool(torch.cpu._is_vnni_supported())
+    except (AttributeError, RuntimeError):  # private helpers: absent in some torch builds
+        return False, False
+
+
 class OnnxModel:
     """An onnxruntime session over an exported file; ``__call__`` takes and returns numpy arrays.
     A session may be run from several threads at once."""

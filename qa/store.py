@@ -45,7 +45,7 @@ import numpy as np
 from .chunking import ChunkerSettings, sentence_spans
 from .documents import LoadReport, load_documents
 from . import models
-from .embedding import Embedder, check_backend, default_backend
+from .embedding import AUTO_BACKEND, Embedder, resolve_backend
 from .engines import LocalEngine, get_engine
 from .lexical import LexicalIndex, LexicalRow, tokenize
 from .segments import (SEGMENTS_DIR, ChunkRow, NewRows, Segment, fsync_dir, fsync_tree, merge_plan, segment_kind,
@@ -452,12 +452,14 @@ def sync(
             kept[_documents_of_files(old, listed)] = False
             _skip_taken_ids(report, old, kept)
         model_name = model or (old.model if old else None) or (embedder.name if embedder else None)
+        if old and embedding_backend == AUTO_BACKEND:
+            embedding_backend = None  # "the fastest here" is asked for a new index; this one keeps its own
         if old and embedding_backend and embedding_backend != old.embedding_backend:
             raise IndexMismatchError(
                 f"index at {index_dir} was built with the {old.embedding_backend} embedding backend, not "
                 f"{embedding_backend}: rebuild it with `python -m qa index --rebuild --embedding-backend {embedding_backend}`")
-        backend = check_backend(old.embedding_backend if old else
-                                (embedding_backend or (embedder.backend if embedder else default_backend())))
+        backend = old.embedding_backend if old else resolve_backend(
+            embedding_backend or (embedder.backend if embedder else None))
         settings = chunker_settings or (_stored_settings(old) if old else ChunkerSettings())
         if old and asdict(settings) != old.manifest["chunker"]:
             raise IndexMismatchError(

@@ -336,6 +336,25 @@ def test_index_records_its_embedding_backend_and_keeps_it(tmp_path):
     assert qa.Index.load(index_dir).store.embedding_backend == "torch"
 
 
+def test_auto_embedding_backend_is_the_fastest_measured_for_the_cpu_and_recorded_as_such(tmp_path, monkeypatch):
+    from qa import onnx_models
+    from qa.embedding import BACKENDS, resolve_backend
+
+    for units, expected in (((True, True), "torch-bf16"), ((False, True), "onnx-int8-full"), ((False, False), "torch")):
+        monkeypatch.setattr(onnx_models, "cpu_matrix_units", lambda units=units: units)
+        assert resolve_backend("auto") == expected
+    monkeypatch.undo()
+    assert resolve_backend("onnx") == "onnx" and resolve_backend("auto") in BACKENDS
+    # A new index records what auto chose on this machine; asked again, an index keeps its own.
+    docs, index_dir = _docs_copy(tmp_path), tmp_path / "index"
+    sync(docs, index_dir, embedding_backend="torch")
+    (docs / "005_new.txt").write_text("The Enbek Program office opened in Taraz on Monday.")
+    assert sync(docs, index_dir, embedding_backend="auto").added == 1
+    assert qa.Index.load(index_dir).store.embedding_backend == "torch"
+    sync(docs, index_dir, rebuild=True, embedding_backend="auto")
+    assert qa.Index.load(index_dir).store.embedding_backend == resolve_backend("auto")
+
+
 def test_unknown_embedding_backend_is_refused(tmp_path):
     with pytest.raises(ValueError, match="embedding backend"):
         sync(_docs_copy(tmp_path), tmp_path / "index", embedding_backend="tensorrt")
