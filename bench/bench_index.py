@@ -1,6 +1,6 @@
 """Index benchmarks: build throughput vs bare encode, one-article update vs full rebuild, retrieve latency.
 
-    python bench/bench_index.py build   [--articles 300] [--repeats 3] [--backends torch,onnx,onnx-int8,torch-bf16]
+    python bench/bench_index.py build   [--articles 300] [--repeats 3] [--backends torch,onnx,onnx-int8,onnx-int8-full,torch-bf16]
     python bench/bench_index.py update                       # 2,225 BBC articles
     python bench/bench_index.py latency                      # seed collection and 2,225 BBC articles
 """
