@@ -204,7 +204,7 @@ def native_bf16() -> bool:
 
 
 def cpu_matrix_units() -> tuple[bool, bool]:
-    """(AMX, int8 dot products: AVX512-VNNI or AVX-VNNI) on this CPU, from torch's own checks."""
+    """(AMX, VNNI int8 dot products) on this CPU, from torch's own checks."""
     import torch
 
     try:
