@@ -92,8 +92,7 @@ class Answerer:
         resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
         sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         passages = [s.passage for s in sources]
-        passage_texts = [p.text for p in passages]
-        if not sources or missing_names(resolved.reader_question, passage_texts):
+        if not sources or missing_names(resolved.reader_question, [p.text for p in passages]):
             # A question about a name or number the retrieved articles never mention ("the
             # capital of France"): whatever span the reader found would answer something else.
             return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)

@@ -359,12 +359,13 @@ _FUNCTION_WORDS = frozenset({"of", "the", "and", "de", "for", "in", "on", "at", 
 
 # --------------------------------------------------------------------------- completing spans
 
-_MAGNITUDE = rf"(?:\d[\d.,/-]*%?|{_SCALE}|hundred)"
+_FIGURE = r"\d[\d.,/-]*"  # "1.5", "8-1/2", "2,292,599"
+_MAGNITUDE = rf"(?:{_FIGURE}%?|{_SCALE}|hundred)"
 _CURRENCY = re.compile(rf"\s+(?:{_CURRENCY_COUNTRY}\s+)?{_CURRENCY_WORD}\b")
 # A count's scale word after it: "two" + "mln", "1.5" + "billion".
 _SCALE_AFTER = re.compile(rf"\s+{_SCALE}\b", re.I)
 _PERCENT_AFTER = re.compile(r"\s*(?:%|per\s?cent\b|pct\b)", re.I)
-_COUNT = re.compile(rf"(?:\d[\d.,/-]*|(?:{_NUMBER_WORDS})\b)", re.I)  # a figure or a number word
+_COUNT = re.compile(rf"(?:{_FIGURE}|(?:{_NUMBER_WORDS})\b)", re.I)  # a figure or a number word
 _QUALIFIER = re.compile(
     r"\b(?:more than|less than|fewer than|at least|at most|up to|about|around|approximately|nearly|almost|over|under|"
     r"some|roughly)\s+$", re.I)
@@ -385,7 +386,7 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
     if _COUNT.fullmatch(span) and (scale := _SCALE_AFTER.match(text, end, limit)):
         end = scale.end()
         span = text[start:end]
-    if re.fullmatch(r"\d[\d.,/-]*", span) and (percent := _PERCENT_AFTER.match(text, end, limit)):
+    if re.fullmatch(_FIGURE, span) and (percent := _PERCENT_AFTER.match(text, end, limit)):
         end = percent.end()  # "4.6" + "pct": the unit is part of the figure
         span = text[start:end]
     given = _GIVEN_NAME_BEFORE.search(text, max(0, start - 40), start)

@@ -192,25 +192,26 @@ def exported(kind: str, digest: str, build: Callable, input_names: Sequence[str]
     return path
 
 
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX512-BF16): there torch's
-    bf16 kernels are about twice as fast as fp32; elsewhere they are emulated and slower."""
+def _cpu_supports(feature: str) -> bool:
+    """torch's own check of this CPU (``torch.cpu._is_<feature>_supported``): a private helper,
+    absent in some torch builds, where the feature counts as missing."""
     import torch
 
     try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except (AttributeError, RuntimeError):  # private helpers: absent in some torch builds
+        return bool(getattr(torch.cpu, f"_is_{feature}_supported")())
+    except (AttributeError, RuntimeError):
         return False
 
 
-def cpu_matrix_units() -> tuple[bool, bool]:
-    """(AMX, VNNI int8 dot products) on this CPU, from torch's own checks."""
-    import torch
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX512-BF16): there torch's
+    bf16 kernels are about twice as fast as fp32; elsewhere they are emulated and slower."""
+    return _cpu_supports("amx_tile") or _cpu_supports("avx512_bf16")
 
-    try:
-        return bool(torch.cpu._is_amx_tile_supported()), bool(torch.cpu._is_vnni_supported())
-    except (AttributeError, RuntimeError):  # private helpers: absent in some torch builds
-        return False, False
+
+def cpu_matrix_units() -> tuple[bool, bool]:
+    """(AMX, VNNI int8 dot products) on this CPU."""
+    return _cpu_supports("amx_tile"), _cpu_supports("vnni")
 
 
 class OnnxModel:
