@@ -262,10 +262,15 @@ def _dated(candidates: list[Candidate], windows: list[Window], windows_of: dict[
 # --------------------------------------------------------------------------- what the question asks for
 
 _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
-# The counted noun ends where the question's verb begins: "how many banks | were disqualified"
-# (else a figure was completed with "banks were").
-_AUXILIARY = re.compile(
-    r"\b(?:is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|must)\b", re.I)
+# The counted noun phrase ends where the question's verb, a preposition or a clause begins: "how
+# many banks | were disqualified", "how many Piedmont Aviation shares | did ...", "how many tonnes
+# | of sugar", "how many people | attended" (else a figure was completed with "banks were", or cut
+# inside the phrase: "2,292,599 Piedmont Aviation").
+_UNIT_PHRASE_END = re.compile(
+    r"\b(?:is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|must|"
+    r"in|of|on|at|for|from|to|by|with|about|into|over|under|during|per|than|since|that|who|which|according)\b|"
+    r"\b(?!hundred\b)[a-z]{3,}(?<!e)ed\b|[,;:?]", re.I)
+MAX_UNIT_WORDS = 4
 _WHICH_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)\b", re.I)
 # What kind of answer the question asks for; the first that matches wins ("how much money" is
 # money before it is a number).
@@ -310,7 +315,7 @@ class AskedFor:
     @classmethod
     def of(cls, question: str, idf=None) -> "AskedFor":
         m = _HOW_MANY.search(question)
-        units = tuple(tokenize(_AUXILIARY.split(m.group(1), 1)[0])[:2]) if m else ()
+        units = tuple(tokenize(_UNIT_PHRASE_END.split(m.group(1), 1)[0])[:MAX_UNIT_WORDS]) if m else ()
         h = _WHICH_NOUN.search(question)
         head = tokenize(h.group(1)) if h and h.group(1).lower() not in _WHICH_NOT_A_HEAD else []
         answer_type = next((name for name, pattern in _ANSWER_TYPES if pattern.search(question)), None)
@@ -408,16 +413,29 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
         if money:
             end = money.end()
         else:
-            for unit in asked.units:  # "how many jobs": "750 thousand" + "jobs"
-                nxt = _NEXT_WORD.match(text, end, limit)
-                if not nxt or tokenize(nxt.group(1)) != [unit]:
-                    break
-                end = nxt.end()
+            end = _unit_after(text, end, limit, asked.units)
     elif asked.head:
         nxt = _NEXT_WORD.match(text, end, limit)
         if nxt and tokenize(nxt.group(1)) == [asked.head] and span[:1].isupper():
             end = nxt.end()
     return start, end
+
+
+def _unit_after(text: str, end: int, limit: int, units: tuple[str, ...]) -> int:
+    """A count's end taken past the counted noun phrase the question names, as the text writes it:
+    the whole phrase ("750 thousand" + "jobs", "2,292,599" + "Piedmont Aviation shares") or its end
+    ("2,292,599" + "shares"), always up to its head noun, the last word: never half of it
+    ("2,292,599 Piedmont Aviation")."""
+    for first in range(len(units)):
+        taken = end
+        for unit in units[first:]:
+            nxt = _NEXT_WORD.match(text, taken, limit)
+            if not nxt or tokenize(nxt.group(1)) != [unit]:
+                break
+            taken = nxt.end()
+        else:
+            return taken
+    return end
 
 
 # "16 regional and 208": two counts joined by "and", the first one followed by the question's own

@@ -59,6 +59,13 @@ def _complete(question: str, text: str, span: str) -> str:
     ("By how much did prices rise?", "Prices rose 8-1/2 per cent in May.", "8-1/2", "8-1/2 per cent"),
     # the counted noun ends at the question's verb: "banks", not "banks were"
     ("How many banks were disqualified?", "In all 17 banks were disqualified on Friday.", "17", "17 banks"),
+    # a counted noun phrase is taken whole, or from a later word to its head noun, never cut inside
+    ("How many Piedmont Aviation shares did Norfolk buy?", "It bought 2,292,599 Piedmont Aviation shares.", "2,292,599",
+     "2,292,599 Piedmont Aviation shares"),
+    ("How many Piedmont Aviation shares did Norfolk buy?", "It bought 2,292,599 shares of Piedmont.", "2,292,599", "2,292,599 shares"),
+    ("How many Piedmont Aviation shares did Norfolk buy?", "It bought 2,292,599 Piedmont Aviation Inc shares.", "2,292,599", "2,292,599"),
+    ("How many tonnes of sugar were sold?", "It sold 5,000 tonnes of sugar.", "5,000", "5,000 tonnes"),
+    ("How many people attended the rally?", "Exactly 500 people attended it.", "500", "500 people"),
 ])
 def test_complete_span(question, text, span, expected):
     assert _complete(question, text, span) == expected
@@ -98,6 +105,9 @@ def test_asked_for():
     assert AskedFor.of("How much water flows through the dam?").answer_type == "number"
     assert AskedFor.of("How many banks were disqualified from the auction?").units == ("bank",)
     assert AskedFor.of("How many people will the Enbek Program cover?").units == ("peopl",)
+    assert AskedFor.of("How many sugar beet growers protested in Paris?").units == ("sugar", "beet", "grower")
+    assert AskedFor.of("How many people attended the rally?").units == ("peopl",)
+    assert AskedFor.of("How many tonnes of sugar, in all?").units == ("tonn",)
     assert AskedFor.of("Which region is it in?").head == "region"
     assert AskedFor.of("What does Bakytty Otbasy mean?").answer_type is None
     weighted = AskedFor.of("What issues did NSDP candidates focus on?", idf=lambda terms: {t: 3.0 if t == "nsdp" else 1.0 for t in terms})
