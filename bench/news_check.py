@@ -183,7 +183,6 @@ def explain(index, question: dict, item: dict, k: int) -> dict:
     name or figure of the question is in none of the passages, so ``ask`` abstains before
     reading); ``threshold-right`` / ``threshold-wrong`` (abstained: the best candidate scored under
     the threshold, and was / was not a gold span); ``reader`` (a wrong span from the gold story)."""
-    from qa.answering import missing_names
     from qa.evaluation import exact_match_score, metric_max_over_ground_truths
     from qa.followup import normalize_question, resolve_followup
     from qa.retrieval import check_query
@@ -194,8 +193,8 @@ def explain(index, question: dict, item: dict, k: int) -> dict:
                                 [tuple(h) for h in question.get("history") or []])
     sources = answerer.retriever.sources(resolved.search_query, k=k)
     docs = [s.passage.doc_id for s in sources]
-    missing = missing_names(resolved.reader_question, [s.passage.text for s in sources])
-    candidates = answerer.read(resolved.reader_question, sources, idf=answerer.retriever.idf).candidates
+    reading = answerer.read(resolved.reader_question, sources, idf=answerer.retriever.idf)
+    missing, candidates = list(reading.missing_names), reading.candidates
     for c in candidates:
         c.score = answerer.scorer.probability(c.features)
     best = max(candidates, key=lambda c: c.score, default=None)

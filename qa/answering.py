@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import models
-from .candidates import (Candidate, AskedFor, describe_candidates, reading_windows, slot_proposals,
+from .candidates import (Candidate, AskedFor, describe_candidates, reading_windows, slot_proposals, terms_of,
                          window_slots)
 from .followup import normalize_question, resolve_followup
-from .lexical import tokenize
 from .rephrase import rephrase_role_question
 from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
@@ -54,6 +53,7 @@ class Reading:
 
     question: str
     candidates: list[Candidate]
+    missing_names: tuple[str, ...] = ()  # the question's names and figures that no source mentions
 
 
 class Answerer:
@@ -92,10 +92,6 @@ class Answerer:
         resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
         sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         passages = [s.passage for s in sources]
-        if not sources or missing_names(resolved.reader_question, [p.text for p in passages]):
-            # A question about a name or number the retrieved articles never mention ("the
-            # capital of France"): whatever span the reader found would answer something else.
-            return Answer(question, "", 0.0, [], [], passages, resolved.reader_question)
         reading = self.read(resolved.reader_question, sources, idf=self.retriever.idf)
         for c in reading.candidates:
             c.score = self.scorer.probability(c.features)
@@ -106,11 +102,18 @@ class Answerer:
     def read(self, question: str, sources: list[Source], idf=None) -> "Reading":
         """The question as the reader reads it over given ``sources`` (best first; a role
         question rephrased to the passages' words), then steps 3-6: windows, parse, read,
-        complete and describe. ``idf``: ``callable(terms) -> {term: idf}`` of the collection
+        complete and describe. No candidates when the sources never mention a name or figure
+        of the question. ``idf``: ``callable(terms) -> {term: idf}`` of the collection
         searched, so that sharing "NSDP" with the question counts for more than sharing
-        "issues". The answer scorer is fitted on what this returns, and the news check explains
-        answers with it: one path, so neither drifts from ``ask``."""
-        reader_question = rephrase_role_question(question, [s.passage.text for s in sources])
+        "issues". The answer scorer is fitted and reported on what this returns, and the news
+        check explains answers with it: one path, so neither drifts from ``ask``."""
+        texts = [s.passage.text for s in sources]
+        missing = missing_names(question, texts)
+        if not sources or missing:
+            # A question about a name or number the retrieved articles never mention ("the
+            # capital of France"): whatever span the reader found would answer something else.
+            return Reading(question, [], tuple(missing))
+        reader_question = rephrase_role_question(question, texts)
         return Reading(reader_question, self._candidates(reader_question, sources, idf))
 
     def _candidates(self, question: str, sources: list[Source], idf) -> list[Candidate]:
@@ -129,6 +132,18 @@ class Answerer:
 
 
 _NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")
+_SENTENCE_END_BEFORE = re.compile(r"(\w*)([.?!])['\"’”)]*\s+['\"‘“(]*$")
+_ABBREVIATIONS = frozenset("mr mrs ms dr st mt jr sr gen gov sen rep prof inc co corp ltd no vs".split())
+
+
+def _starts_sentence(question: str, at: int) -> bool:
+    """The word at ``at`` follows the end of a sentence of the question ("... two layers below it.
+    What are they?"): its capital names nothing. "Mr. Smith" and "U.S. Steel" are not sentence ends."""
+    m = _SENTENCE_END_BEFORE.search(question, 0, at)
+    if not m:
+        return False
+    word = m.group(1)
+    return m.group(2) != "." or not (word.lower() in _ABBREVIATIONS or (word[-1:].isupper()))
 
 
 # Country adjectives that are not their country's name plus a suffix (stemmed, both ways); the
@@ -143,24 +158,51 @@ _IRREGULAR_ADJECTIVES.update({v: k for k, v in list(_IRREGULAR_ADJECTIVES.items(
 
 
 def _name_term_present(term: str, present: set[str]) -> bool:
-    """``term`` or a form of it (Brazilian for Brazil, British for Britain) is among ``present``."""
+    """``term`` or a form of it is among ``present``: Brazilian for Brazil, British for Britain,
+    20 for 20th, and a name one typing slip away ("Milennium" for Millennium, "Geordia" for
+    Geordie): a user's typo should not make the chat refuse. Figures must match exactly (1986 is
+    not 1987), and so must short words and other names ("Texaco" is not Texas)."""
     if term in present or _IRREGULAR_ADJECTIVES.get(term) in present:
         return True
-    if len(term) < 4 or term.isdigit():
+    if (ordinal := _ORDINAL.fullmatch(term)) is not None:
+        return ordinal.group(1) in present
+    if len(term) < 4 or any(ch.isdigit() for ch in term):  # "c1622", "1647"
         return False
-    return any(term + suffix in present for suffix in _ADJECTIVE_SUFFIXES) or any(
-        term.endswith(suffix) and term[: -len(suffix)] in present for suffix in _ADJECTIVE_SUFFIXES
-        if len(term) - len(suffix) >= 4)
+    if any(term + suffix in present for suffix in _ADJECTIVE_SUFFIXES) or any(
+            term.endswith(suffix) and term[: -len(suffix)] in present for suffix in _ADJECTIVE_SUFFIXES
+            if len(term) - len(suffix) >= 4):
+        return True
+    return len(term) >= _MIN_TYPO_LETTERS and any(
+        abs(len(word) - len(term)) <= 1 and _one_slip_apart(term, word) for word in present)
+
+
+_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
+_MIN_TYPO_LETTERS = 6  # shorter names differ by one letter too often (Iran, Iraq)
+
+
+def _one_slip_apart(a: str, b: str) -> bool:
+    """One letter added, dropped, changed or two neighbours swapped turn ``a`` into ``b``."""
+    if a == b:
+        return True
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:] or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1])
+    return a[i:] == b[i + 1:]
 
 
 def missing_names(question: str, passage_texts: list[str]) -> list[str]:
     """Names and numbers of the question (capitalised words after the first, figures) that none
     of the passages contains, in any form ("Brazilian" is found by "Brazil")."""
-    words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question) if m.start() > 0]
+    words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question)
+             if m.start() > 0 and not _starts_sentence(question, m.start())]
     present = set()
     for text in passage_texts:
-        present.update(tokenize(text))
-    return [w for w in words if tokenize(w) and not all(_name_term_present(t, present) for t in tokenize(w))]
+        present.update(terms_of(text))  # "eight" in a passage is the question's "8"
+    return [w for w in words if terms_of(w) and not all(_name_term_present(t, present) for t in terms_of(w))]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],

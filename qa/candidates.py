@@ -423,9 +423,10 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
 
 def _unit_after(text: str, end: int, limit: int, units: tuple[str, ...]) -> int:
     """A count's end taken past the counted noun phrase the question names, as the text writes it:
-    the whole phrase ("750 thousand" + "jobs", "2,292,599" + "Piedmont Aviation shares") or its end
-    ("2,292,599" + "shares"), always up to its head noun, the last word: never half of it
-    ("2,292,599 Piedmont Aviation")."""
+    the whole phrase ("750 thousand" + "jobs", "2,292,599" + "Piedmont Aviation shares"), its end
+    ("2,292,599" + "shares"), or its start when a coordination leaves the rest unsaid ("16" +
+    "regional" in "16 regional and 208 district headquarters"); never half of it otherwise
+    ("2,292,599 Piedmont Aviation Inc shares" stays "2,292,599")."""
     for first in range(len(units)):
         taken = end
         for unit in units[first:]:
@@ -435,7 +436,12 @@ def _unit_after(text: str, end: int, limit: int, units: tuple[str, ...]) -> int:
             taken = nxt.end()
         else:
             return taken
+        if first == 0 and taken > end and _COORDINATION.match(text, taken, limit):
+            return taken
     return end
+
+
+_COORDINATION = re.compile(r"\s*(?:,|\band\b|\bor\b)")
 
 
 # "16 regional and 208": two counts joined by "and", the first one followed by the question's own

@@ -172,3 +172,26 @@ def test_name_check_finds_country_adjectives_but_not_lookalikes():
     # Names that merely share letters are still missing: the check keeps refusing them.
     assert missing_names("What did Texaco earn in 1986?", ["Texas earned more in 1987."]) == ["Texaco", "1986"]
     assert missing_names("Who chairs the party of Kazakhstan?", ["The Kazakh party met."]) == ["Kazakhstan"]
+
+
+def test_name_check_skips_a_sentence_start_but_not_a_title():
+    from qa.answering import missing_names
+
+    # "What" opens the question's second sentence: it names nothing.
+    assert missing_names("The mantle has two layers below it. What are they?", ["The mantle has two layers."]) == []
+    # After a title or an initialism the next word is still a name.
+    assert missing_names("Who is Mr. Smith?", ["Mr. Jones spoke."]) == ["Smith"]
+    assert missing_names("What did U.S. Steel earn?", ["U.S. Steel earned 5 dlrs."]) == []
+
+
+def test_name_check_forgives_a_typing_slip_an_ordinal_and_number_words():
+    from qa.answering import missing_names
+
+    # One letter added, dropped, changed or swapped in a long name is the user's typo, not another name.
+    assert missing_names("Who commissioned the Gateshead Milennium Bridge?", ["The Gateshead Millennium Bridge opened."]) == []
+    assert missing_names("How did Brainbridge report revenue?", ["Bainbridge reported revenue."]) == []
+    assert missing_names("Who lectured on the 20th of October?", ["On 20 October he lectured."]) == []
+    assert missing_names("What happened to the Three Graces?", ["The 3 Graces were bought."]) == []
+    # Short names, other names and figures still have to match.
+    assert missing_names("What did Iran say?", ["Iraq said."]) == ["Iran"]
+    assert missing_names("What did Texaco earn in 1986?", ["Texas earned more in 1987."]) == ["Texaco", "1986"]

@@ -64,6 +64,7 @@ def _complete(question: str, text: str, span: str) -> str:
      "2,292,599 Piedmont Aviation shares"),
     ("How many Piedmont Aviation shares did Norfolk buy?", "It bought 2,292,599 shares of Piedmont.", "2,292,599", "2,292,599 shares"),
     ("How many Piedmont Aviation shares did Norfolk buy?", "It bought 2,292,599 Piedmont Aviation Inc shares.", "2,292,599", "2,292,599"),
+    ("How many regional headquarters were set up?", "There are 16 regional and 208 district ones.", "16", "16 regional"),
     ("How many tonnes of sugar were sold?", "It sold 5,000 tonnes of sugar.", "5,000", "5,000 tonnes"),
     ("How many people attended the rally?", "Exactly 500 people attended it.", "500", "500 people"),
 ])
@@ -239,3 +240,10 @@ def test_today_also_stands_as_the_articles_date_line():
     assert dated.passage.start <= dated.doc_start and dated.doc_end <= dated.passage.end
     assert dated.features["type_match"] == 1.0 and dated.features["type_mismatch"] == 0.0
     assert date_line("No date line.\nJust text that goes on for a while.") is None
+
+
+def test_read_gives_no_candidates_when_the_sources_lack_a_name_of_the_question():
+    text = "Next 2 years, Enbek Program will provide coverage for about 1.5 million people creating more than 750 thousand jobs."
+    reading = _reads().read("How many jobs will the Enbek Program create in Almaty?", [_source("enbek", text)])
+    assert reading.candidates == [] and reading.missing_names == ("Almaty",)
+    assert _reads().read("How many jobs will the Enbek Program create?", [_source("enbek", text)]).missing_names == ()
