@@ -132,18 +132,18 @@ class Answerer:
 
 
 _NAME_WORD = re.compile(r"\b(?:[A-Z][\w'’.-]*\w|\w*\d[\w.,%]*)")
-_SENTENCE_END_BEFORE = re.compile(r"(\w*)([.?!])['\"’”)]*\s+['\"‘“(]*$")
-_ABBREVIATIONS = frozenset("mr mrs ms dr st mt jr sr gen gov sen rep prof inc co corp ltd no vs".split())
+_SENTENCE_END_BEFORE = re.compile(r"[.?!]['\"’”)]*\s+['\"‘“(]*$")
+# Words that open a sentence of a question for their grammar, not as names: "... below it. What
+# are they?" A name there ("... merger. Chevron bought whom?") is still checked.
+_SENTENCE_OPENERS = frozenset(
+    "what which who whom whose when where why how name list give tell is are was were do does did can could will "
+    "would should has have had in on at for from by with after before during since the a an this that these those "
+    "it its there then and but or so also".split())
 
 
-def _starts_sentence(question: str, at: int) -> bool:
-    """The word at ``at`` follows the end of a sentence of the question ("... two layers below it.
-    What are they?"): its capital names nothing. "Mr. Smith" and "U.S. Steel" are not sentence ends."""
-    m = _SENTENCE_END_BEFORE.search(question, 0, at)
-    if not m:
-        return False
-    word = m.group(1)
-    return m.group(2) != "." or not (word.lower() in _ABBREVIATIONS or (word[-1:].isupper()))
+def _opens_sentence(question: str, at: int, word: str) -> bool:
+    """``word`` at ``at`` opens a later sentence of the question and is one of its grammar words."""
+    return word.lower() in _SENTENCE_OPENERS and _SENTENCE_END_BEFORE.search(question, 0, at) is not None
 
 
 # Country adjectives that are not their country's name plus a suffix (stemmed, both ways); the
@@ -157,11 +157,13 @@ _ADJECTIVE_SUFFIXES = ("n", "an", "ian", "ean", "es", "i", "ish")  # stemmed: Ja
 _IRREGULAR_ADJECTIVES.update({v: k for k, v in list(_IRREGULAR_ADJECTIVES.items())})
 
 
-def _name_term_present(term: str, present: set[str]) -> bool:
-    """``term`` or a form of it is among ``present``: Brazilian for Brazil, British for Britain,
-    20 for 20th, and a name one typing slip away ("Milennium" for Millennium, "Geordia" for
-    Geordie): a user's typo should not make the chat refuse. Figures must match exactly (1986 is
-    not 1987), and so must short words and other names ("Texaco" is not Texas)."""
+def _name_term_present(term: str, present: set[str], names: set[str]) -> bool:
+    """``term`` or a form of it is among ``present`` (the passages' terms): Brazilian for Brazil,
+    British for Britain, 20 for 20th, 3 for three; or a name of ``names`` (the passages' capitalised
+    words) one typing slip away from a long one ("Milennium" for Millennium, "Brainbridge" for
+    Bainbridge): a user's typo should not make the chat refuse. Figures must match (1986 is not
+    1987), and so must shorter names, which a slip turns into other names (Reagan and Regan,
+    Hansen and Hanson)."""
     if term in present or _IRREGULAR_ADJECTIVES.get(term) in present:
         return True
     if (ordinal := _ORDINAL.fullmatch(term)) is not None:
@@ -173,11 +175,12 @@ def _name_term_present(term: str, present: set[str]) -> bool:
             if len(term) - len(suffix) >= 4):
         return True
     return len(term) >= _MIN_TYPO_LETTERS and any(
-        abs(len(word) - len(term)) <= 1 and _one_slip_apart(term, word) for word in present)
+        abs(len(name) - len(term)) <= 1 and _one_slip_apart(term, name) for name in names)
 
 
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
-_MIN_TYPO_LETTERS = 6  # shorter names differ by one letter too often (Iran, Iraq)
+_MIN_TYPO_LETTERS = 8  # shorter names are one slip from other names too often (Reagan, Regan)
+_CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
 
 
 def _one_slip_apart(a: str, b: str) -> bool:
@@ -198,11 +201,13 @@ def missing_names(question: str, passage_texts: list[str]) -> list[str]:
     """Names and numbers of the question (capitalised words after the first, figures) that none
     of the passages contains, in any form ("Brazilian" is found by "Brazil")."""
     words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question)
-             if m.start() > 0 and not _starts_sentence(question, m.start())]
-    present = set()
+             if m.start() > 0 and not _opens_sentence(question, m.start(), m.group(0))]
+    present, names = set(), set()
     for text in passage_texts:
         present.update(terms_of(text))  # "eight" in a passage is the question's "8"
-    return [w for w in words if terms_of(w) and not all(_name_term_present(t, present) for t in terms_of(w))]
+        names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
+    present.update(m.group(1) for t in list(present) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
+    return [w for w in words if terms_of(w) and not all(_name_term_present(t, present, names) for t in terms_of(w))]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],

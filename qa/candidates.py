@@ -265,12 +265,27 @@ _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
 # The counted noun phrase ends where the question's verb, a preposition or a clause begins: "how
 # many banks | were disqualified", "how many Piedmont Aviation shares | did ...", "how many tonnes
 # | of sugar", "how many people | attended" (else a figure was completed with "banks were", or cut
-# inside the phrase: "2,292,599 Piedmont Aviation").
-_UNIT_PHRASE_END = re.compile(
-    r"\b(?:is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|must|"
-    r"in|of|on|at|for|from|to|by|with|about|into|over|under|during|per|than|since|that|who|which|according)\b|"
-    r"\b(?!hundred\b)[a-z]{3,}(?<!e)ed\b|[,;:?]", re.I)
-MAX_UNIT_WORDS = 4
+# inside the phrase: "2,292,599 Piedmont Aviation"). A lower-case "-ed" word ends it only after
+# its first word: "how many skilled workers" counts workers, "how many Allied Signal shares" shares.
+_UNIT_PHRASE_WORDS = (r"is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|"
+                   r"must|in|of|on|at|for|from|to|by|with|about|into|over|under|during|per|than|since|that|who|"
+                   r"which|according")
+_PARTICIPLE = r"(?-i:(?!hundred\b)[a-z]{3,}(?<!e)ed)\b"
+_UNIT_PHRASE_END = re.compile(rf"\b(?:{_UNIT_PHRASE_WORDS})\b|(?<=\w\s){_PARTICIPLE}|[,;:?]", re.I)
+_OF_THE = re.compile(r"of\s+(?:(?:the|these|those|its|their|his|her)\s+)?", re.I)  # "how many of the banks"
+_MAX_UNIT_WORDS = 4  # the last ones: a noun phrase ends in its head noun
+
+
+def _counted_units(question: str) -> tuple[str, ...]:
+    """The terms of the noun phrase a "how many" question counts ("how many of the regional
+    headquarters were set up" -> ("region", "headquart")), at most its last four."""
+    m = _HOW_MANY.search(question)
+    if not m:
+        return ()
+    rest = m.group(1)
+    of_the = _OF_THE.match(rest)
+    phrase = _UNIT_PHRASE_END.split(rest[of_the.end():] if of_the else rest, 1)[0]
+    return tuple(tokenize(phrase)[-_MAX_UNIT_WORDS:])
 _WHICH_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)\b", re.I)
 # What kind of answer the question asks for; the first that matches wins ("how much money" is
 # money before it is a number).
@@ -314,8 +329,7 @@ class AskedFor:
 
     @classmethod
     def of(cls, question: str, idf=None) -> "AskedFor":
-        m = _HOW_MANY.search(question)
-        units = tuple(tokenize(_UNIT_PHRASE_END.split(m.group(1), 1)[0])[:MAX_UNIT_WORDS]) if m else ()
+        units = _counted_units(question)
         h = _WHICH_NOUN.search(question)
         head = tokenize(h.group(1)) if h and h.group(1).lower() not in _WHICH_NOT_A_HEAD else []
         answer_type = next((name for name, pattern in _ANSWER_TYPES if pattern.search(question)), None)
@@ -424,9 +438,9 @@ def complete_span(text: str, start: int, end: int, limit: int, asked: AskedFor) 
 def _unit_after(text: str, end: int, limit: int, units: tuple[str, ...]) -> int:
     """A count's end taken past the counted noun phrase the question names, as the text writes it:
     the whole phrase ("750 thousand" + "jobs", "2,292,599" + "Piedmont Aviation shares"), its end
-    ("2,292,599" + "shares"), or its start when a coordination leaves the rest unsaid ("16" +
-    "regional" in "16 regional and 208 district headquarters"); never half of it otherwise
-    ("2,292,599 Piedmont Aviation Inc shares" stays "2,292,599")."""
+    ("2,292,599" + "shares"), or its start where the text's phrase ends there ("16" + "regional"
+    in "16 regional and 208 district headquarters", "12" + "people" in "12 people were killed");
+    never part of a longer phrase ("2,292,599 Piedmont Aviation Inc shares" stays "2,292,599")."""
     for first in range(len(units)):
         taken = end
         for unit in units[first:]:
@@ -436,12 +450,19 @@ def _unit_after(text: str, end: int, limit: int, units: tuple[str, ...]) -> int:
             taken = nxt.end()
         else:
             return taken
-        if first == 0 and taken > end and _COORDINATION.match(text, taken, limit):
+        if first == 0 and taken > end and _phrase_ends(text, taken, limit):
             return taken
     return end
 
 
-_COORDINATION = re.compile(r"\s*(?:,|\band\b|\bor\b)")
+_PHRASE_BOUNDARY_WORD = re.compile(rf"(?:{_UNIT_PHRASE_WORDS})\b|{_PARTICIPLE}", re.I)
+
+
+def _phrase_ends(text: str, at: int, limit: int) -> bool:
+    """No content word follows ``at`` in the same phrase: punctuation, the end, a function word,
+    a verb's participle."""
+    nxt = _NEXT_WORD.match(text, at, limit)
+    return nxt is None or not tokenize(nxt.group(1)) or _PHRASE_BOUNDARY_WORD.fullmatch(nxt.group(1)) is not None
 
 
 # "16 regional and 208": two counts joined by "and", the first one followed by the question's own

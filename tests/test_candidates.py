@@ -67,6 +67,15 @@ def _complete(question: str, text: str, span: str) -> str:
     ("How many regional headquarters were set up?", "There are 16 regional and 208 district ones.", "16", "16 regional"),
     ("How many tonnes of sugar were sold?", "It sold 5,000 tonnes of sugar.", "5,000", "5,000 tonnes"),
     ("How many people attended the rally?", "Exactly 500 people attended it.", "500", "500 people"),
+    ("How many skilled workers were hired?", "It hired 300 skilled workers.", "300", "300 skilled workers"),
+    ("How many of the banks were disqualified?", "In all 17 banks were disqualified.", "17", "17 banks"),
+    # the text's phrase may end before the question's: at a preposition, a verb, a function word
+    ("How many people live in Almaty?", "There are 1.5 million people in Almaty.", "1.5 million", "1.5 million people"),
+    ("How many people died in the crash?", "In all 12 people were killed.", "12", "12 people"),
+    ("How many tonnes a year does it make?", "It makes 500,000 tonnes a year.", "500,000", "500,000 tonnes"),
+    # a five-word phrase keeps its head noun
+    ("How many Piedmont Aviation Inc common shares did Norfolk buy?", "It bought 2,292,599 common shares.", "2,292,599",
+     "2,292,599 common shares"),
 ])
 def test_complete_span(question, text, span, expected):
     assert _complete(question, text, span) == expected
@@ -108,7 +117,8 @@ def test_asked_for():
     assert AskedFor.of("How many people will the Enbek Program cover?").units == ("peopl",)
     assert AskedFor.of("How many sugar beet growers protested in Paris?").units == ("sugar", "beet", "grower")
     assert AskedFor.of("How many people attended the rally?").units == ("peopl",)
-    assert AskedFor.of("How many tonnes of sugar, in all?").units == ("tonn",)
+    assert AskedFor.of("How many tonnes, in all, were sold?").units == ("tonn",)
+    assert AskedFor.of("How many United Airlines flights were cancelled?").units == ("unit", "airlin", "flight")
     assert AskedFor.of("Which region is it in?").head == "region"
     assert AskedFor.of("What does Bakytty Otbasy mean?").answer_type is None
     weighted = AskedFor.of("What issues did NSDP candidates focus on?", idf=lambda terms: {t: 3.0 if t == "nsdp" else 1.0 for t in terms})

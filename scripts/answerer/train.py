@@ -12,8 +12,9 @@ the reader's span inside it (SQuAD's answers often leave out the unit ``ask`` ad
 
 It is fitted the way ``ask`` runs: for each SQuAD question, the passages are the paragraphs of
 the fitting articles (all of them, as one collection) ranked by idf-weighted word overlap with
-the question; ``Answerer.read`` reads their best windows exactly as ``ask`` does (no candidates when they never mention a name of the question, a role question rephrased); every
-candidate is labelled right or wrong against the gold answers.
+the question; ``Answerer.read`` reads their best windows exactly as ``ask`` does (no candidates
+when they never mention a name of the question, a role question rephrased); every candidate is
+labelled right or wrong against the gold answers.
 
 DATA RULES: fitted on SQuAD v1.1 dev articles 20-23 (the reader never trained on them) plus
 the SQuAD v2.0 unanswerable questions of those titles; articles 0-19 are not used (the reader
