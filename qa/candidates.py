@@ -267,9 +267,9 @@ _HOW_MANY = re.compile(r"\bhow\s+(?:many|much)\s+(.+)", re.I)
 # | of sugar", "how many people | attended" (else a figure was completed with "banks were", or cut
 # inside the phrase: "2,292,599 Piedmont Aviation"). A lower-case "-ed" word ends it only after
 # its first word: "how many skilled workers" counts workers, "how many Allied Signal shares" shares.
-_UNIT_PHRASE_WORDS = (r"is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|might|"
-                   r"must|in|of|on|at|for|from|to|by|with|about|into|over|under|during|per|than|since|that|who|"
-                   r"which|according")
+_UNIT_PHRASE_WORDS = (r"is|are|was|were|be|been|do|does|did|has|have|had|will|would|can|could|shall|should|may|"
+                      r"might|must|in|of|on|at|for|from|to|by|with|about|into|over|under|during|per|than|since|"
+                      r"that|who|which|according")
 _PARTICIPLE = r"(?-i:(?!hundred\b)[a-z]{3,}(?<!e)ed)\b"
 _UNIT_PHRASE_END = re.compile(rf"\b(?:{_UNIT_PHRASE_WORDS})\b|(?<=\w\s){_PARTICIPLE}|[,;:?]", re.I)
 _OF_THE = re.compile(r"of\s+(?:(?:the|these|those|its|their|his|her)\s+)?", re.I)  # "how many of the banks"
