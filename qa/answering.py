@@ -207,7 +207,7 @@ def missing_names(question: str, passage_texts: list[str]) -> list[str]:
         present.update(terms_of(text))  # "eight" in a passage is the question's "8"
         names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
     present.update(m.group(1) for t in list(present) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
-    return [w for w in words if terms_of(w) and not all(_name_term_present(t, present, names) for t in terms_of(w))]
+    return [w for w in words if (terms := terms_of(w)) and not all(_name_term_present(t, present, names) for t in terms)]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],
