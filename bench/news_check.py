@@ -191,7 +191,7 @@ def explain(index, question: dict, item: dict, k: int) -> dict:
     golds, doc = question["answers"], question["doc"]
     resolved = resolve_followup(normalize_question(check_query(question["question"])),
                                 [tuple(h) for h in question.get("history") or []])
-    sources = answerer.retriever.sources(resolved.search_query, k=k)
+    sources = answerer.sources(resolved, k=k)
     docs = [s.passage.doc_id for s in sources]
     reading = answerer.read(resolved.reader_question, sources, idf=answerer.retriever.idf)
     missing, candidates = list(reading.missing_names), reading.candidates

@@ -5,7 +5,8 @@
 
 1. The question is unwrapped (quotes, "Q:", markup) and a follow-up ("How many people will it
    cover?") is rewritten with the previous turn (``qa/followup.py``).
-2. The retriever returns the passages with their documents' sentences (``Retriever.sources``).
+2. The retriever returns the passages with their documents' sentences (``Retriever.sources``);
+   a follow-up's passages come from the story its previous answer was quoted from.
    A question naming something none of them mentions ("the capital of France") gets no answer.
    "Who chairs X?" is read as "Who is the chairman of X?" when the passages name the role and
    never use the verb (``qa/rephrase.py``).
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import models
 from .candidates import (Candidate, AskedFor, describe_candidates, reading_windows, slot_proposals, terms_of,
                          window_slots)
-from .followup import normalize_question, resolve_followup
+from .followup import ResolvedQuestion, normalize_question, resolve_followup
 from .rephrase import rephrase_role_question
 from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
@@ -90,7 +91,7 @@ class Answerer:
             raise RuntimeError("this Answerer reads given sources only: it has no retriever or no scorer")
         cleaned = normalize_question(check_query(question))  # the Answer keeps the user's own text
         resolved = resolve_followup(cleaned[:MAX_QUESTION_CHARS], history)
-        sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
+        sources = self.sources(resolved, k=k, filters=filters)
         passages = [s.passage for s in sources]
         reading = self.read(resolved.reader_question, sources, idf=self.retriever.idf)
         for c in reading.candidates:
@@ -98,6 +99,20 @@ class Answerer:
         log.debug("%r: %d passages, %d candidates", reading.question, len(passages), len(reading.candidates))
         return cite(question, reading.question, reading.candidates, passages, self.scorer.threshold,
                     self.settings.max_alternatives)
+
+    def sources(self, resolved: ResolvedQuestion, k: int = 5, filters: dict | Filters | None = None) -> list[Source]:
+        """The ``k`` passages to read for a resolved question. A follow-up ("Whom does he
+        replace?") is about the story its previous answer came from: when some of the passages
+        found quote that answer, the ``k`` are taken from their stories alone, so that the reply
+        is not about another man another story says was replaced."""
+        sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
+        if not (resolved.is_followup and resolved.previous_answer):
+            return sources
+        story = frozenset(s.passage.doc_id for s in sources if resolved.previous_answer in s.document_text)
+        if not story or story == {s.passage.doc_id for s in sources}:
+            return sources
+        within = replace(Filters.parse(filters) or Filters(), doc_ids=story)  # the user's own filters kept
+        return self.retriever.sources(resolved.search_query, k=k, filters=within)
 
     def read(self, question: str, sources: list[Source], idf=None) -> "Reading":
         """The question as the reader reads it over given ``sources`` (best first; a role

@@ -18,7 +18,8 @@ the features ``ask`` computes:
    and qualifier, "more than 750 thousand jobs"; a "which region" answer keeps its head noun,
    "East Kazakhstan region"; a lone modifier takes the noun it modifies, "deputy chairman";
    two coordinated counts are cut to the asked one, "16 regional"; the reader learned SQuAD's
-   habit of cutting these off) and
+   habit of cutting these off; a figure is cut from the one it is compared with, "8-1/2 pct
+   from 8-3/4 pct" -> "8-1/2 pct"; a wire service's stock code is no answer, "<BRKN.S>") and
    described by ``FEATURES``: the reader's scores, how well its sentence and window match the
    question, how close it stands to the question's words, whether its shape fits what the
    question asks for (a percentage for "what share", a name for "who"), whether it stands where
@@ -172,8 +173,10 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
         other_slots = [slot for slot in slots[w] if not slot.asked]
         for i, (span, raw_logit, proposed) in enumerate(spans):
             a, b = _first_of_figures(doc, window.start + span.start, window.start + span.end, asked)
+            b = _before_comparison(doc, a, b)
             a, b = complete_span(doc, a, b, window.end, asked)
             a, b = _within_sentence(doc, window.sentences, a, b)
+            a, b = _outside_codes(doc, a, b)
             b = _modified_noun_end(parser, doc, window.sentences, a, b, expected)
             text = doc[a:b]
             key = normalize_answer(text)
@@ -480,6 +483,26 @@ def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple
     return start, end
 
 
+# A figure, then the figure it is compared with: "8-1/2 pct from 8-3/4 pct", "43 mln francs against
+# losses of 968 mln", "16.8 billion dlrs at end-1986, up from 15.2 billion", "5 pct versus 4 pct".
+# (A range says "from 11 billion to 170.5 billion" and opens with its "from": it is not cut.)
+_LEADING_FIGURE = re.compile(rf"[$€£¥₸]?\d(?:[\d.,/-]*\d)?(?:\s+{_SCALE}\b)?", re.I)  # with its scale, not a comma
+_COMPARED_WITH = re.compile(
+    rf",?\s+(?:(?:up|down|rising|falling|rose|fell|increasing|decreasing)\s+)?"
+    rf"(?:from|against|versus|vs\.?|compared\s+(?:with|to))\s+(?:[A-Za-z][\w'’-]*\s+){{0,3}}[$€£¥₸]?\d", re.I)
+
+
+def _before_comparison(text: str, start: int, end: int) -> int:
+    """The end of a span that opens with a figure cut before the figure it is compared with: the
+    answer is the first figure ("8-1/2 pct from 8-3/4 pct" -> "8-1/2", "16.8 billion dlrs at end-1986,
+    up from 15.2 billion" -> "16.8 billion"; ``complete_span`` then gives it back its unit). News copy writes each new figure beside the old one, and a reader
+    often takes both."""
+    figure = _LEADING_FIGURE.match(text, start, end)
+    if figure is None or _COMPARED_WITH.search(text, figure.end(), end) is None:
+        return end
+    return figure.end()
+
+
 _LONE_LOWER_WORD = re.compile(r"[a-z][a-z'’-]*")
 _WORD_AFTER = re.compile(r" [A-Za-z]")
 
@@ -529,6 +552,29 @@ def _is_phrase(text: str, expected: str | None) -> bool:
     if not word or word.lower() in STOPWORDS:
         return False
     return not (expected in _COUNTED and word.islower() and not _has_shape(word, expected))
+
+
+# A wire service's stock code in angle brackets, beside the name it codes: "Broken Hill Pty Co Ltd
+# <BRKN.S>", "Cenergy <CRG>". (A name in brackets, "<BHP Gold Mines Ltd>", is a name.)
+_TICKER = re.compile(r"<[A-Z0-9][A-Z0-9.&-]*>")
+
+
+def _outside_codes(text: str, start: int, end: int) -> tuple[int, int]:
+    """A span cut clear of the stock codes it touches: the name before a code ("Broken Hill Pty Co
+    Ltd <BRKN.S" -> "Broken Hill Pty Co Ltd"), what follows one the span opens with; nothing
+    (start == end) of a span inside a code ("BRKN.S"), which no reader can use as an answer."""
+    for code in _TICKER.finditer(text, max(0, start - 30), min(len(text), end + 30)):
+        if code.end() <= start or code.start() >= end:
+            continue
+        if code.start() <= start:
+            start = min(end, code.end())
+        else:
+            end = code.start()
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def _sentence_around(sentences: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:

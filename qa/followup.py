@@ -46,6 +46,7 @@ class ResolvedQuestion:
     reader_question: str  # what the reader reads (pronoun replaced by its referent)
     search_query: str  # what retrieval searches (adds the previous question for follow-ups)
     is_followup: bool
+    previous_answer: str = ""  # a follow-up's previous answer: the story it quoted is the one talked about
 
 
 def resolve_followup(question: str, history) -> ResolvedQuestion:
@@ -67,14 +68,14 @@ def resolve_followup(question: str, history) -> ResolvedQuestion:
         # "What about the Auyl party?" -> ask the previous question about the new subject.
         subject = question[continuation.end():].rstrip("?").strip()
         swapped = _swap_subject(prev_q, subject)
-        return ResolvedQuestion(swapped, swapped, True)  # the old subject would only mislead retrieval
+        return ResolvedQuestion(swapped, swapped, True)  # a new subject: neither the old one nor its story
     referent = _referent(prev_q, prev_a)
     if referent:
         word = pronoun.group(0).lower()
         if word in _POSSESSIVE or (word == "her" and _looks_possessive(question, pronoun.end())):
             referent += "'s"
         reader_q = question[: pronoun.start()] + referent + question[pronoun.end():]
-    return ResolvedQuestion(reader_q, f"{reader_q} {prev_q}", True)
+    return ResolvedQuestion(reader_q, f"{reader_q} {prev_q}", True, prev_a.strip())
 
 
 _NAME = re.compile(r"[A-Z][\w'-]*(?:\s+(?:of|and|the|de)\s+[A-Z][\w'-]*|\s+[A-Z][\w'-]*)*")

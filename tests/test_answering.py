@@ -94,6 +94,26 @@ def test_follow_up_is_answered_in_context(seed_index):
     assert "1.5 million" in cover.text and cover.citations[0].doc_id == "004_c8ebc32f0d2447af"
 
 
+def test_a_follow_up_reads_the_story_its_previous_answer_came_from(seed_index):
+    history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
+    resolved = resolve_followup("Which region did he go to?", history)
+    assert resolved.previous_answer == "Ermukhamet Yertysbayev"
+    found = seed_index.retriever.sources(resolved.search_query, k=5)
+    quoting = {s.passage.doc_id for s in found if "Ermukhamet Yertysbayev" in s.document_text}
+    assert quoting and quoting != {s.passage.doc_id for s in found}  # the search alone also finds other stories
+    read = seed_index.answerer.sources(resolved, k=5)
+    assert {s.passage.doc_id for s in read} == quoting
+    # A story the user's filter leaves out stays out; with none of the found stories quoting the
+    # answer, the passages are the search's own.
+    other = sorted({s.passage.doc_id for s in found} - quoting)[:1]
+    kept = seed_index.answerer.sources(resolved, k=5, filters={"doc_ids": other})
+    assert kept and {s.passage.doc_id for s in kept} == set(other)
+    # "What about ...?" changes the subject: no story is kept.
+    swapped = resolve_followup("What about the Auyl party?", history)
+    assert swapped.previous_answer == "" and seed_index.answerer.sources(swapped, k=5) == seed_index.retriever.sources(
+        swapped.search_query, k=5)
+
+
 def test_self_contained_question_is_not_polluted_by_history(seed_index):
     history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
     for question in ("What does Bakytty Otbasy mean?", "Who received Baibek?"):

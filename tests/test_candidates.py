@@ -95,6 +95,58 @@ def test_two_coordinated_counts_are_cut_to_the_asked_one(question, span, expecte
     assert (a - start, b - start) == (expected or (0, len(span)))
 
 
+@pytest.mark.parametrize("text,span,expected", [
+    ("The bank cut its rate to 8-1/2 pct from 8-3/4 pct on Monday.", "8-1/2 pct from 8-3/4 pct", "8-1/2"),
+    ("It earned 43 mln francs against losses of 968 mln a year ago.", "43 mln francs against losses of 968 mln", "43 mln"),
+    ("Debt was 16.8 billion dlrs at end-1986, up from 15.2 billion.", "16.8 billion dlrs at end-1986, up from 15.2 billion",
+     "16.8 billion"),
+    ("Sales fell to $40 million from $52 million.", "$40 million from $52 million", "$40 million"),
+    ("Sales rose 5 pct, compared with 4 pct in 1985.", "5 pct, compared with 4 pct", "5"),
+    # not a comparison: a range, a figure with no second one, a span that does not open with a figure
+    ("GDP has grown from 11 billion to 170.5 billion US dollars.", "11 billion to 170.5 billion", None),
+    ("Profit was 12 mln dlrs against expectations.", "12 mln dlrs against expectations", None),
+    ("The rate rose to 5 pct from 4 pct.", "rose to 5 pct from 4 pct", None),
+])
+def test_a_figure_is_cut_from_the_figure_it_is_compared_with(text, span, expected):
+    from qa.candidates import _before_comparison
+
+    start = text.index(span)
+    assert text[start:_before_comparison(text, start, start + len(span))] == (expected or span)
+
+
+@pytest.mark.parametrize("question,text,span,expected", [
+    ("What is the bank's new rate?", "The bank cut its rate to 8-1/2 pct from 8-3/4 pct on Monday.",
+     "8-1/2 pct from 8-3/4 pct", "8-1/2 pct"),
+    ("How much foreign debt did Greece have?", "Debt was 16.8 billion dlrs at end-1986, up from 15.2 billion.",
+     "16.8 billion dlrs at end-1986, up from 15.2 billion", "16.8 billion dlrs"),
+])
+def test_a_compared_figure_keeps_its_unit(question, text, span, expected):
+    from qa.candidates import _before_comparison
+
+    start = text.index(span)
+    end = _before_comparison(text, start, start + len(span))
+    a, b = complete_span(text, start, end, len(text), AskedFor.of(question))
+    assert text[a:b] == expected
+
+
+@pytest.mark.parametrize("span,expected", [
+    ("BRKN.S", ""),  # a code is no answer
+    ("BRKN", ""),  # nor part of one
+    ("The Broken Hill Pty Co Ltd <BRKN.S", "The Broken Hill Pty Co Ltd"),  # the name before it is
+    ("Broken Hill Pty Co Ltd <BRKN.S> (BHP)", "Broken Hill Pty Co Ltd"),
+    ("BRKN.S> (BHP) and", "(BHP) and"),
+    ("BHP Gold Mines Ltd", "BHP Gold Mines Ltd"),  # a name in brackets is a name
+    ("Ford Motor Co", "Ford Motor Co"),
+])
+def test_a_stock_code_is_cut_from_an_answer(span, expected):
+    from qa.candidates import _outside_codes
+
+    text = "The Broken Hill Pty Co Ltd <BRKN.S> (BHP) and <BHP Gold Mines Ltd> said Ford Motor Co <F> would."
+    start = text.index(span)
+    a, b = _outside_codes(text, start, start + len(span))
+    assert text[a:b] == expected
+
+
 def test_completion_stays_inside_the_window():
     text = "It will create 750 thousand jobs."
     start = text.index("750")
