@@ -36,6 +36,7 @@ from .rephrase import rephrase_role_question
 from .repair import GlueRepairer, Repaired
 from .retrieval import Filters, check_query
 from .settings import MAX_QUESTION_CHARS, AnswerSettings
+from .text import MONTH_NAMES
 from .types import Answer, Citation, Passage, Source
 
 if TYPE_CHECKING:
@@ -174,12 +175,12 @@ _IRREGULAR_ADJECTIVES.update({v: k for k, v in list(_IRREGULAR_ADJECTIVES.items(
 
 def _name_term_present(term: str, present: set[str], names: set[str]) -> bool:
     """``term`` or a form of it is among ``present`` (the passages' terms): Brazilian for Brazil,
-    British for Britain, 20 for 20th, 3 for three; or a name of ``names`` (the passages' capitalised
+    British for Britain, 20 for 20th, 3 for three, Jan for January; or a name of ``names`` (the passages' capitalised
     words) one typing slip away from a long one ("Milennium" for Millennium, "Brainbridge" for
     Bainbridge): a user's typo should not make the chat refuse. Figures must match (1986 is not
     1987), and so must shorter names, which a slip turns into other names (Reagan and Regan,
     Hansen and Hanson)."""
-    if term in present or _IRREGULAR_ADJECTIVES.get(term) in present:
+    if term in present or _IRREGULAR_ADJECTIVES.get(term) in present or not _MONTH_FORMS.get(term, set()).isdisjoint(present):
         return True
     if (ordinal := _ORDINAL.fullmatch(term)) is not None:
         return ordinal.group(1) in present
@@ -193,6 +194,12 @@ def _name_term_present(term: str, present: set[str], names: set[str]) -> bool:
         abs(len(name) - len(term)) <= 1 and _one_slip_apart(term, name) for name in names)
 
 
+# A month and its abbreviations, stemmed: wire copy writes "Jan. 14" where a user asks about January.
+_MONTH_FORMS: dict[str, set[str]] = {}
+for _month in MONTH_NAMES:
+    _forms = {*terms_of(_month), *terms_of(_month[:3]), *(terms_of("sept") if _month == "september" else [])}
+    for _form in _forms:
+        _MONTH_FORMS[_form] = _forms - {_form}
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _MIN_TYPO_LETTERS = 8  # shorter names are one slip from other names too often (Reagan, Regan)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")

@@ -19,7 +19,8 @@ the features ``ask`` computes:
    "East Kazakhstan region"; a lone modifier takes the noun it modifies, "deputy chairman";
    two coordinated counts are cut to the asked one, "16 regional"; the reader learned SQuAD's
    habit of cutting these off; a figure is cut from the one it is compared with, "8-1/2 pct
-   from 8-3/4 pct" -> "8-1/2 pct"; a wire service's stock code is no answer, "<BRKN.S>") and
+   from 8-3/4 pct" -> "8-1/2 pct", and a quantity said two ways to the asked one, "329,225
+   shares, or 15.2 pct" -> "15.2 pct"; a wire service's stock code is no answer, "<BRKN.S>") and
    described by ``FEATURES``: the reader's scores, how well its sentence and window match the
    question, how close it stands to the question's words, whether its shape fits what the
    question asks for (a percentage for "what share", a name for "who"), whether it stands where
@@ -173,6 +174,7 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
         other_slots = [slot for slot in slots[w] if not slot.asked]
         for i, (span, raw_logit, proposed) in enumerate(spans):
             a, b = _first_of_figures(doc, window.start + span.start, window.start + span.end, asked)
+            a, b = _asked_expression(doc, a, b, expected)
             b = _before_comparison(doc, a, b)
             a, b = complete_span(doc, a, b, window.end, asked)
             a, b = _within_sentence(doc, window.sentences, a, b)
@@ -483,6 +485,28 @@ def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple
     return start, end
 
 
+# One quantity said twice, as a count and as a share: "329,225 common shares, or 15.2 pct".
+_OR_SAID_AS = re.compile(r",?\s+or\s+(?=(?:about|some|nearly|almost|over|under)?\s*[$€£¥₸]?\d)")
+
+
+def _asked_expression(text: str, start: int, end: int, expected: str | None) -> tuple[int, int]:
+    """Of a span that gives one quantity two ways ("329,225 common shares, or 15.2 pct"), the way
+    the question asks for: the share for "what percentage", the count or the amount for "how
+    many" and "how much"; the whole span otherwise."""
+    said = _OR_SAID_AS.search(text, start, end)
+    if said is None or expected not in ("percent", "number", "money"):
+        return start, end
+    first, second = (start, said.start()), (said.end(), end)
+    if not any(ch.isdigit() for ch in text[start:said.start()]):
+        return start, end
+    percent = [part for part in (first, second) if _SHAPES["percent"].search(text, *part)]
+    if len(percent) != 1:
+        return start, end
+    if expected == "percent":
+        return percent[0]
+    return second if percent[0] == first else first
+
+
 # A figure, then the figure it is compared with: "8-1/2 pct from 8-3/4 pct", "43 mln francs against
 # losses of 968 mln", "16.8 billion dlrs at end-1986, up from 15.2 billion", "5 pct versus 4 pct".
 # (A range says "from 11 billion to 170.5 billion" and opens with its "from": it is not cut.)
@@ -494,9 +518,9 @@ _COMPARED_WITH = re.compile(
 
 def _before_comparison(text: str, start: int, end: int) -> int:
     """The end of a span that opens with a figure cut before the figure it is compared with: the
-    answer is the first figure ("8-1/2 pct from 8-3/4 pct" -> "8-1/2", "16.8 billion dlrs at end-1986,
-    up from 15.2 billion" -> "16.8 billion"; ``complete_span`` then gives it back its unit). News copy writes each new figure beside the old one, and a reader
-    often takes both."""
+    answer is the first figure ("8-1/2 pct from 8-3/4 pct" -> "8-1/2", "16.8 billion dlrs at
+    end-1986, up from 15.2 billion" -> "16.8 billion"; ``complete_span`` then gives it back its
+    unit). News copy writes each new figure beside the old one, and a reader often takes both."""
     figure = _LEADING_FIGURE.match(text, start, end)
     if figure is None or _COMPARED_WITH.search(text, figure.end(), end) is None:
         return end

@@ -114,6 +114,21 @@ def test_a_figure_is_cut_from_the_figure_it_is_compared_with(text, span, expecte
     assert text[start:_before_comparison(text, start, start + len(span))] == (expected or span)
 
 
+@pytest.mark.parametrize("question,expected", [
+    ("What percentage of Unitel's stock do they hold?", "15.2 pct"),
+    ("How many Unitel shares do they hold?", "329,225 common shares"),
+    ("Who holds Unitel's stock?", "329,225 common shares, or 15.2 pct"),  # neither is asked for: left whole
+])
+def test_a_quantity_said_two_ways_is_cut_to_the_asked_way(question, expected):
+    from qa.candidates import _asked_expression
+
+    text = "They hold 329,225 common shares, or 15.2 pct, of Unitel."
+    span = "329,225 common shares, or 15.2 pct"
+    start = text.index(span)
+    a, b = _asked_expression(text, start, start + len(span), AskedFor.of(question).answer_type)
+    assert text[a:b] == expected
+
+
 @pytest.mark.parametrize("question,text,span,expected", [
     ("What is the bank's new rate?", "The bank cut its rate to 8-1/2 pct from 8-3/4 pct on Monday.",
      "8-1/2 pct from 8-3/4 pct", "8-1/2 pct"),
