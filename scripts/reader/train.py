@@ -7,8 +7,10 @@ DATA RULES
   Articles 24-47 are the held-out report: never read here.
 - ``../shared/evaldata/qa-train/``: the sources named by ``--mix``. ``subjqa`` is research-only and
   is refused: it never goes into shipped weights.
-- Unanswerable examples: SQuAD v2.0 dev questions of the training titles (reconstructed) and
-  questions paired with another paragraph of their own article that holds none of their answers.
+- Unanswerable examples: SQuAD v2.0 dev questions of the training titles (reconstructed),
+  questions paired with another paragraph of their own article that holds none of their answers,
+  and (``--hard-negatives``) questions paired with the paragraph of their source that a search
+  ranks first among those that hold none of their answers.
 
 Resumable: every ``--checkpoint-every`` steps the model, optimiser, schedule and position are saved in
 ``--cache`` (outside the repo); rerunning the same command continues from the last checkpoint.
@@ -32,6 +34,7 @@ import torch
 
 from qa import reader as R
 from qa.evaluation import calibration_table, exact_match_score, f1_score, load_squad, metric_max_over_ground_truths
+from qa.lexical import idf_weight, tokenize
 
 SHARED = Path(os.environ.get("QA_EVALDATA", Path(__file__).resolve().parents[3] / "shared" / "evaldata"))
 V11 = SHARED / "squad-v1.1-dev" / "dev-v1.1.json"
@@ -89,6 +92,33 @@ def shuffled_negatives(articles, n: int, rng: random.Random) -> list[dict]:
     return out[:n]
 
 
+def hard_negatives(articles, examples: list[dict], share: float, rng: random.Random) -> list[dict]:
+    """A ``share`` of ``examples``, each paired with the paragraph of ``articles`` that shares most
+    of its words (idf-weighted, as ``ask``'s windows are chosen) and holds none of its answers: the
+    passage a search would put beside the right one. ``ask`` reads windows of several passages and
+    compares the reader's scores across them, so the reader should score such a near miss low,
+    which random paragraphs of the article (``shuffled_negatives``) teach it little about."""
+    paragraphs = list(dict.fromkeys(p["context"] for a in articles for p in a["paragraphs"]))
+    postings: dict[str, list[int]] = {}
+    for i, text in enumerate(paragraphs):
+        for term in set(tokenize(text)):
+            postings.setdefault(term, []).append(i)
+    out = []
+    for ex in rng.sample(examples, int(share * len(examples))):
+        scores: dict[int, float] = {}
+        for term in set(tokenize(ex["question"])):
+            ids = postings.get(term, ())
+            for i in ids:
+                scores[i] = scores.get(i, 0.0) + idf_weight(len(paragraphs), len(ids))
+        golds = [a.lower() for a in ex["answers"]]
+        for i in sorted(scores, key=lambda i: -scores[i])[:10]:
+            if paragraphs[i] != ex["context"] and not any(g in paragraphs[i].lower() for g in golds):
+                out.append({"id": ex["id"] + "_hard", "source": "hard-negative", "question": ex["question"],
+                            "context": paragraphs[i], "answers": []})
+                break
+    return out
+
+
 def parse_mix(spec: str) -> list[tuple[str, int | None]]:
     mix = []
     for part in filter(None, (s.strip() for s in spec.split(","))):
@@ -101,7 +131,7 @@ def parse_mix(spec: str) -> list[tuple[str, int | None]]:
     return mix
 
 
-def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float):
+def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_share: float = 0.0):
     rng = random.Random(seed)
     v11 = load_squad(V11)[:N_FIT_ARTICLES]
     titles = [a["title"] for a in v11]
@@ -123,6 +153,10 @@ def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float):
         counts[name] = len(exs)
         train += exs
         neg_pool_articles += arts
+        if hard_share > 0:
+            hard = hard_negatives(arts, exs, hard_share, random.Random(f"{seed}-{name}-hard"))
+            counts[f"{name}-hard-negatives"] = len(hard)
+            train += hard
 
     neg_v2_train, neg_v2_aside = [], []
     for a in load_squad(V20):
@@ -293,6 +327,9 @@ def main(argv=None):
     ap.add_argument("--stride", type=int, default=R.STRIDE)
     ap.add_argument("--neg-v2", type=int, default=700, help="SQuAD v2.0 unanswerable questions of the training titles")
     ap.add_argument("--neg-share", type=float, default=0.04, help="shuffled-paragraph negatives, as a share of the answerable")
+    ap.add_argument("--hard-negatives", type=float, default=0.0,
+                    help="for this share of each source's questions, the paragraph of the source a search ranks "
+                         "first that lacks the answer, as an unanswerable example")
     ap.add_argument("--warmup", type=float, default=0.06)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
@@ -312,7 +349,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out_dir = Path(args.out)
-    train, aside_pos, aside_neg, counts = load_data(args.mix, args.seed, args.neg_v2, args.neg_share)
+    train, aside_pos, aside_neg, counts = load_data(args.mix, args.seed, args.neg_v2, args.neg_share, args.hard_negatives)
     if args.calibrate_only:
         calibrate(out_dir, aside_pos, aside_neg, quantize=args.quantize == "yes")
         return
@@ -345,6 +382,8 @@ def main(argv=None):
     # What a checkpoint must share to be resumed. The length of the run is not part of it: a run can
     # be resumed with another --epochs (its learning rate then decays to zero at the new end).
     run_key = f"mix={args.mix}|lr={args.lr}|batch={args.batch}|seed={args.seed}|len={args.max_len}/{args.stride}|neg={args.neg_v2}/{args.neg_share}"
+    if args.hard_negatives:
+        run_key += f"|hard={args.hard_negatives}"
     if args.init_from:
         run_key += f"|init={_weights_digest(Path(args.init_from) / R.WEIGHTS_FILE)}"
     cache = Path(args.cache)
