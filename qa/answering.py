@@ -109,7 +109,8 @@ class Answerer:
         sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         if not (resolved.is_followup and resolved.previous_answer):
             return sources
-        story = frozenset(s.passage.doc_id for s in sources if resolved.previous_answer in s.document_text)
+        quoted = re.compile(rf"(?<!\w){re.escape(resolved.previous_answer)}(?!\w)")  # "12" is not in "120"
+        story = frozenset(s.passage.doc_id for s in sources if quoted.search(s.document_text))
         if not story or story == {s.passage.doc_id for s in sources}:
             return sources
         within = replace(Filters.parse(filters) or Filters(), doc_ids=story)  # the user's own filters kept
@@ -173,15 +174,42 @@ _ADJECTIVE_SUFFIXES = ("n", "an", "ian", "ean", "es", "i", "ish")  # stemmed: Ja
 _IRREGULAR_ADJECTIVES.update({v: k for k, v in list(_IRREGULAR_ADJECTIVES.items())})
 
 
-def _name_term_present(term: str, present: set[str], names: set[str]) -> bool:
-    """``term`` or a form of it is among ``present`` (the passages' terms): Brazilian for Brazil,
-    British for Britain, 20 for 20th, 3 for three, Jan for January; or a name of ``names`` (the passages' capitalised
-    words) one typing slip away from a long one ("Milennium" for Millennium, "Brainbridge" for
-    Bainbridge): a user's typo should not make the chat refuse. Figures must match (1986 is not
-    1987), and so must shorter names, which a slip turns into other names (Reagan and Regan,
-    Hansen and Hanson)."""
-    if term in present or _IRREGULAR_ADJECTIVES.get(term) in present or not _MONTH_FORMS.get(term, set()).isdisjoint(present):
+@dataclass(frozen=True)
+class _PassageWords:
+    """What the passages hold that a question's names are looked up in."""
+
+    terms: set[str]  # every term ("eight" as 8, "20th" also as 20)
+    names: set[str]  # the terms of capitalised words
+    abbreviations: set[str]  # "ave" for "on Park Ave. and ...", months left out
+    months: set[str]  # the months named, in full or in a date ("Jan. 14"), as their full terms
+
+    @classmethod
+    def of(cls, texts: list[str]) -> "_PassageWords":
+        terms, names, abbreviations, months = set(), set(), set(), set()
+        for text in texts:
+            terms.update(terms_of(text))  # "eight" in a passage is the question's "8"
+            names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
+            abbreviations.update(m.group(1).lower() for m in _ABBREVIATION.finditer(text)
+                                 if terms_of(m.group(1))[0] not in _MONTH_OF)
+            months.update(_MONTH_OF[terms_of(m.group(1))[0]] for m in _MONTH_DATE.finditer(text))
+        terms.update(m.group(1) for t in list(terms) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
+        months.update(t for t in terms if _MONTH_OF.get(t) == t)
+        return cls(terms, names, abbreviations, months)
+
+
+def _name_term_present(term: str, passages: _PassageWords) -> bool:
+    """``term`` or a form of it is among the passages' terms: Brazilian for Brazil, British for
+    Britain, 20 for 20th, 3 for three; a month in full or abbreviated in a date (January for
+    "Jan. 14", but not for "Jan Pronk"); a long word that a passage's abbreviation begins ("Avenue"
+    for "Ave."); or a capitalised word of the passages one typing slip away from a long name
+    ("Milennium" for Millennium, "Brainbridge" for Bainbridge): a user's typo should not make the
+    chat refuse. Figures must match (1986 is not 1987), and so must shorter names, which a slip
+    turns into other names (Reagan and Regan, Hansen and Hanson)."""
+    present = passages.terms
+    if term in present or _IRREGULAR_ADJECTIVES.get(term) in present:
         return True
+    if term in _MONTH_OF:
+        return _MONTH_OF[term] in passages.months
     if (ordinal := _ORDINAL.fullmatch(term)) is not None:
         return ordinal.group(1) in present
     if len(term) < 4 or any(ch.isdigit() for ch in term):  # "c1622", "1647"
@@ -190,19 +218,31 @@ def _name_term_present(term: str, present: set[str], names: set[str]) -> bool:
             term.endswith(suffix) and term[: -len(suffix)] in present for suffix in _ADJECTIVE_SUFFIXES
             if len(term) - len(suffix) >= 4):
         return True
+    if len(term) >= 5 and any(term.startswith(short) and len(term) > len(short) for short in passages.abbreviations):
+        return True
     return len(term) >= _MIN_TYPO_LETTERS and any(
-        abs(len(name) - len(term)) <= 1 and _one_slip_apart(term, name) for name in names)
+        abs(len(name) - len(term)) <= 1 and _one_slip_apart(term, name) for name in passages.names)
 
 
-# A month and its abbreviations, stemmed: wire copy writes "Jan. 14" where a user asks about January.
-_MONTH_FORMS: dict[str, set[str]] = {}
-for _month in MONTH_NAMES:
-    _forms = {*terms_of(_month), *terms_of(_month[:3]), *(terms_of("sept") if _month == "september" else [])}
-    for _form in _forms:
-        _MONTH_FORMS[_form] = _forms - {_form}
+def _month_forms() -> dict[str, str]:
+    """Each month's terms, full and abbreviated ("januari", "jan"), to its full term."""
+    out = {}
+    for month in MONTH_NAMES:
+        full = terms_of(month)[0]
+        for form in {full, *terms_of(month[:3]), *(terms_of("sept") if month == "september" else [])}:
+            out[form] = full
+    return out
+
+
+_MONTH_OF = _month_forms()
+# A month abbreviated in a date, as wire copy writes it: "Jan. 14", "Sept 3".
+_MONTH_DATE = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?\s+\d{1,2}\b")
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _MIN_TYPO_LETTERS = 8  # shorter names are one slip from other names too often (Reagan, Regan)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
+# "Ave." in "on Park Ave. and signed": a short capitalised word cut with a full stop inside a
+# sentence (a small letter or a figure follows), not a name that ends one.
+_ABBREVIATION = re.compile(r"\b([A-Z][a-z]{2,4})\.(?=\s+[a-z0-9])")
 
 
 def _one_slip_apart(a: str, b: str) -> bool:
@@ -224,12 +264,8 @@ def missing_names(question: str, passage_texts: list[str]) -> list[str]:
     of the passages contains, in any form ("Brazilian" is found by "Brazil")."""
     words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question)
              if m.start() > 0 and not _opens_sentence(question, m.start(), m.group(0))]
-    present, names = set(), set()
-    for text in passage_texts:
-        present.update(terms_of(text))  # "eight" in a passage is the question's "8"
-        names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
-    present.update(m.group(1) for t in list(present) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
-    return [w for w in words if (terms := terms_of(w)) and not all(_name_term_present(t, present, names) for t in terms)]
+    passages = _PassageWords.of(passage_texts)
+    return [w for w in words if (terms := terms_of(w)) and not all(_name_term_present(t, passages) for t in terms)]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],

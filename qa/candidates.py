@@ -175,7 +175,7 @@ def describe_candidates(asked: "AskedFor", windows: list[Window], slots: list[li
         for i, (span, raw_logit, proposed) in enumerate(spans):
             a, b = _first_of_figures(doc, window.start + span.start, window.start + span.end, asked)
             a, b = _asked_expression(doc, a, b, expected)
-            b = _before_comparison(doc, a, b)
+            b = _before_comparison(doc, a, b, expected)
             a, b = complete_span(doc, a, b, window.end, asked)
             a, b = _within_sentence(doc, window.sentences, a, b)
             a, b = _outside_codes(doc, a, b)
@@ -485,8 +485,10 @@ def _first_of_figures(text: str, start: int, end: int, asked: AskedFor) -> tuple
     return start, end
 
 
-# One quantity said twice, as a count and as a share: "329,225 common shares, or 15.2 pct".
-_OR_SAID_AS = re.compile(r",?\s+or\s+(?=(?:about|some|nearly|almost|over|under)?\s*[$€£¥₸]?\d)")
+# One quantity said twice, as a count and as a share: "329,225 common shares, or 15.2 pct" (the
+# comma tells it from an either/or: "5 or 6 pct").
+_OR_SAID_AS = re.compile(r",\s+or\s+(?=(?:(?:about|some|nearly|almost|over|under|roughly|around|"
+                         r"more\s+than|less\s+than)\s+)?[$€£¥₸]?\d)", re.I)
 
 
 def _asked_expression(text: str, start: int, end: int, expected: str | None) -> tuple[int, int]:
@@ -494,7 +496,7 @@ def _asked_expression(text: str, start: int, end: int, expected: str | None) -> 
     the question asks for: the share for "what percentage", the count or the amount for "how
     many" and "how much"; the whole span otherwise."""
     said = _OR_SAID_AS.search(text, start, end)
-    if said is None or expected not in ("percent", "number", "money"):
+    if said is None or expected not in _COUNTED:
         return start, end
     first, second = (start, said.start()), (said.end(), end)
     if not any(ch.isdigit() for ch in text[start:said.start()]):
@@ -510,21 +512,29 @@ def _asked_expression(text: str, start: int, end: int, expected: str | None) -> 
 # A figure, then the figure it is compared with: "8-1/2 pct from 8-3/4 pct", "43 mln francs against
 # losses of 968 mln", "16.8 billion dlrs at end-1986, up from 15.2 billion", "5 pct versus 4 pct".
 # (A range says "from 11 billion to 170.5 billion" and opens with its "from": it is not cut.)
-_LEADING_FIGURE = re.compile(rf"[$€£¥₸]?\d(?:[\d.,/-]*\d)?(?:\s+{_SCALE}\b)?", re.I)  # with its scale, not a comma
+_LEADING_FIGURE = re.compile(r"[$€£¥₸]?\d(?:[\d.,/-]*\d)?(?!\w)")  # a whole figure: not "20th", "3Com", "1980s"
 _COMPARED_WITH = re.compile(
     rf",?\s+(?:(?:up|down|rising|falling|rose|fell|increasing|decreasing)\s+)?"
     rf"(?:from|against|versus|vs\.?|compared\s+(?:with|to))\s+(?:[A-Za-z][\w'’-]*\s+){{0,3}}[$€£¥₸]?\d", re.I)
+# Where the figure's own phrase ends before the comparison: "16.8 billion dlrs" + " at end-1986".
+_FIGURE_PHRASE_END = re.compile(r",|\s+(?:at|in|on|for|by|as|of|during|over)\b", re.I)
 
 
-def _before_comparison(text: str, start: int, end: int) -> int:
+def _before_comparison(text: str, start: int, end: int, expected: str | None) -> int:
     """The end of a span that opens with a figure cut before the figure it is compared with: the
-    answer is the first figure ("8-1/2 pct from 8-3/4 pct" -> "8-1/2", "16.8 billion dlrs at
-    end-1986, up from 15.2 billion" -> "16.8 billion"; ``complete_span`` then gives it back its
-    unit). News copy writes each new figure beside the old one, and a reader often takes both."""
-    figure = _LEADING_FIGURE.match(text, start, end)
-    if figure is None or _COMPARED_WITH.search(text, figure.end(), end) is None:
+    answer is the first figure and the words of its own phrase ("8-1/2 pct from 8-3/4 pct" ->
+    "8-1/2 pct", "500 tonnes against 400 tonnes" -> "500 tonnes", "16.8 billion dlrs at end-1986,
+    up from 15.2 billion" -> "16.8 billion dlrs"). News copy writes each new figure beside the old
+    one, and a reader often takes both. Only for a question that asks for a figure, or for no
+    kind of answer in particular: a date's "14 March, up from 12" is not cut."""
+    if expected not in _COUNTED and expected is not None:
         return end
-    return figure.end()
+    figure = _LEADING_FIGURE.match(text, start, end)
+    compared = _COMPARED_WITH.search(text, figure.end(), end) if figure else None
+    if compared is None:
+        return end
+    own = _FIGURE_PHRASE_END.search(text, figure.end(), compared.start())
+    return own.start() if own else compared.start()
 
 
 _LONE_LOWER_WORD = re.compile(r"[a-z][a-z'’-]*")
@@ -586,7 +596,8 @@ _TICKER = re.compile(r"<[A-Z0-9][A-Z0-9.&-]*>")
 def _outside_codes(text: str, start: int, end: int) -> tuple[int, int]:
     """A span cut clear of the stock codes it touches: the name before a code ("Broken Hill Pty Co
     Ltd <BRKN.S" -> "Broken Hill Pty Co Ltd"), what follows one the span opens with; nothing
-    (start == end) of a span inside a code ("BRKN.S"), which no reader can use as an answer."""
+    (start == end) of a span inside a code ("BRKN.S"), which no reader can use as an answer. A
+    span over two coded names ("Ford Motor Co <F> and General Motors Corp <GM>") keeps the first."""
     for code in _TICKER.finditer(text, max(0, start - 30), min(len(text), end + 30)):
         if code.end() <= start or code.start() >= end:
             continue

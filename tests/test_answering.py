@@ -103,9 +103,11 @@ def test_a_follow_up_reads_the_story_its_previous_answer_came_from(seed_index):
     assert quoting and quoting != {s.passage.doc_id for s in found}  # the search alone also finds other stories
     read = seed_index.answerer.sources(resolved, k=5)
     assert {s.passage.doc_id for s in read} == quoting
-    # A story the user's filter leaves out stays out; with none of the found stories quoting the
-    # answer, the passages are the search's own.
+    # The user's filter still holds: within it the quoting stories are kept; with none of the
+    # found stories quoting the answer, the passages are the search's own.
     other = sorted({s.passage.doc_id for s in found} - quoting)[:1]
+    within = seed_index.answerer.sources(resolved, k=5, filters={"doc_ids": [*quoting, *other]})
+    assert {s.passage.doc_id for s in within} == quoting
     kept = seed_index.answerer.sources(resolved, k=5, filters={"doc_ids": other})
     assert kept and {s.passage.doc_id for s in kept} == set(other)
     # "What about ...?" changes the subject: no story is kept.
@@ -218,6 +220,14 @@ def test_name_check_forgives_a_typing_slip_an_ordinal_and_number_words():
     assert missing_names("How many jets were grounded after the January crash?", ["after a Jan. 14 crash"]) == []
     assert missing_names("What happened in Sept 1986?", ["In September 1986 it fell."]) == []
     assert missing_names("What happened in January?", ["It fell in June."]) == ["January"]
+    # ... only where it is a date: not in an ordinary word or a name, nor as the start of a name.
+    assert missing_names("What happened in March?", ["Violence marred the talks."]) == ["March"]
+    assert missing_names("What happened in January?", ["Jan Pronk said so."]) == ["January"]
+    assert missing_names("What did Marshall say?", ["On Mar. 3 he spoke."]) == ["Marshall"]
+    # ... and streets: "Ave." inside a sentence is Avenue; a word that ends a sentence is no abbreviation.
+    assert missing_names("Who leases the Park Avenue offices?", ["offices on Park Ave. and signed a lease"]) == []
+    assert missing_names("Who leases the Park Avenue offices?",
+                         ["offices at Park Ave. Leases were signed."]) == ["Avenue"]
     # Shorter names one slip apart are other people and places; figures and other names must match.
     assert missing_names("What did Reagan say?", ["Regan said the talks went well."]) == ["Reagan"]
     assert missing_names("What did Hansen say?", ["Hanson said."]) == ["Hansen"]

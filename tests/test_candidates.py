@@ -96,37 +96,38 @@ def test_two_coordinated_counts_are_cut_to_the_asked_one(question, span, expecte
 
 
 @pytest.mark.parametrize("text,span,expected", [
-    ("The bank cut its rate to 8-1/2 pct from 8-3/4 pct on Monday.", "8-1/2 pct from 8-3/4 pct", "8-1/2"),
-    ("It earned 43 mln francs against losses of 968 mln a year ago.", "43 mln francs against losses of 968 mln", "43 mln"),
-    ("Debt was 16.8 billion dlrs at end-1986, up from 15.2 billion.", "16.8 billion dlrs at end-1986, up from 15.2 billion",
-     "16.8 billion"),
+    ("The bank cut its rate to 8-1/2 pct from 8-3/4 pct on Monday.", "8-1/2 pct from 8-3/4 pct", "8-1/2 pct"),
+    ("It earned 43 mln francs against losses of 968 mln.", "43 mln francs against losses of 968 mln", "43 mln francs"),
+    ("Debt was 16.8 billion dlrs at end-1986, up from 15.2 billion.",
+     "16.8 billion dlrs at end-1986, up from 15.2 billion", "16.8 billion dlrs"),
     ("Sales fell to $40 million from $52 million.", "$40 million from $52 million", "$40 million"),
-    ("Sales rose 5 pct, compared with 4 pct in 1985.", "5 pct, compared with 4 pct", "5"),
-    # not a comparison: a range, a figure with no second one, a span that does not open with a figure
+    ("Sales rose 5 pct, compared with 4 pct in 1985.", "5 pct, compared with 4 pct", "5 pct"),
+    ("Output was 500 tonnes against 400 tonnes.", "500 tonnes against 400 tonnes", "500 tonnes"),
+    ("It pumps 15.8 mln bpd, down from 16.1 mln.", "15.8 mln bpd, down from 16.1 mln", "15.8 mln bpd"),
+    ("It pays 17.52 dlrs a barrel against 18 dlrs.", "17.52 dlrs a barrel against 18 dlrs", "17.52 dlrs a barrel"),
+    # left whole: a range; a figure compared with no figure; a comparison the span does not open
+    # with a figure for; a figure that is part of a word
     ("GDP has grown from 11 billion to 170.5 billion US dollars.", "11 billion to 170.5 billion", None),
     ("Profit was 12 mln dlrs against expectations.", "12 mln dlrs against expectations", None),
     ("The rate rose to 5 pct from 4 pct.", "rose to 5 pct from 4 pct", None),
+    ("It sold 20th Century Fox from 1985 on.", "20th Century Fox from 1985", None),
+    ("3Com Corp bought it from 3 holders.", "3Com Corp bought it from 3 holders", None),
 ])
 def test_a_figure_is_cut_from_the_figure_it_is_compared_with(text, span, expected):
     from qa.candidates import _before_comparison
 
     start = text.index(span)
-    assert text[start:_before_comparison(text, start, start + len(span))] == (expected or span)
+    assert text[start:_before_comparison(text, start, start + len(span), "number")] == (expected or span)
 
 
-@pytest.mark.parametrize("question,expected", [
-    ("What percentage of Unitel's stock do they hold?", "15.2 pct"),
-    ("How many Unitel shares do they hold?", "329,225 common shares"),
-    ("Who holds Unitel's stock?", "329,225 common shares, or 15.2 pct"),  # neither is asked for: left whole
-])
-def test_a_quantity_said_two_ways_is_cut_to_the_asked_way(question, expected):
-    from qa.candidates import _asked_expression
+def test_a_date_is_not_cut_from_what_it_is_compared_with():
+    from qa.candidates import _before_comparison
 
-    text = "They hold 329,225 common shares, or 15.2 pct, of Unitel."
-    span = "329,225 common shares, or 15.2 pct"
+    text = "It closed on 14 March, up from 12 a year ago."
+    span = "14 March, up from 12"
     start = text.index(span)
-    a, b = _asked_expression(text, start, start + len(span), AskedFor.of(question).answer_type)
-    assert text[a:b] == expected
+    assert _before_comparison(text, start, start + len(span), "date") == start + len(span)
+    assert _before_comparison(text, start, start + len(span), "number") == start + len("14 March")
 
 
 @pytest.mark.parametrize("question,text,span,expected", [
@@ -139,8 +140,28 @@ def test_a_compared_figure_keeps_its_unit(question, text, span, expected):
     from qa.candidates import _before_comparison
 
     start = text.index(span)
-    end = _before_comparison(text, start, start + len(span))
-    a, b = complete_span(text, start, end, len(text), AskedFor.of(question))
+    asked = AskedFor.of(question)
+    end = _before_comparison(text, start, start + len(span), asked.answer_type)
+    a, b = complete_span(text, start, end, len(text), asked)
+    assert text[a:b] == expected
+
+
+@pytest.mark.parametrize("question,text,span,expected", [
+    ("What percentage of Unitel's stock do they hold?", None, None, "15.2 pct"),
+    ("How many Unitel shares do they hold?", None, None, "329,225 common shares"),
+    ("Who holds Unitel's stock?", None, None, "329,225 common shares, or 15.2 pct"),  # not asked for: left whole
+    # an either/or is no quantity said twice: left whole
+    ("What percentage will prices rise?", "Prices will rise 5 or 6 pct.", "5 or 6 pct", "5 or 6 pct"),
+    ("What percentage do they hold?", "They hold 20 mln shares, or more than 15 pct.",
+     "20 mln shares, or more than 15 pct", "more than 15 pct"),
+])
+def test_a_quantity_said_two_ways_is_cut_to_the_asked_way(question, text, span, expected):
+    from qa.candidates import _asked_expression
+
+    text = text or "They hold 329,225 common shares, or 15.2 pct, of Unitel."
+    span = span or "329,225 common shares, or 15.2 pct"
+    start = text.index(span)
+    a, b = _asked_expression(text, start, start + len(span), AskedFor.of(question).answer_type)
     assert text[a:b] == expected
 
 
@@ -151,7 +172,8 @@ def test_a_compared_figure_keeps_its_unit(question, text, span, expected):
     ("Broken Hill Pty Co Ltd <BRKN.S> (BHP)", "Broken Hill Pty Co Ltd"),
     ("BRKN.S> (BHP) and", "(BHP) and"),
     ("BHP Gold Mines Ltd", "BHP Gold Mines Ltd"),  # a name in brackets is a name
-    ("Ford Motor Co", "Ford Motor Co"),
+    ("Ford Motor Co <F", "Ford Motor Co"),
+    ("Ford Motor Co <F> would", "Ford Motor Co"),
 ])
 def test_a_stock_code_is_cut_from_an_answer(span, expected):
     from qa.candidates import _outside_codes

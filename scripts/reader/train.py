@@ -170,7 +170,8 @@ def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_sh
                         neg_v2_aside.append(ex)
     rng.shuffle(neg_v2_train)
     negatives = neg_v2_train[:n_neg_v2]
-    negatives += shuffled_negatives(neg_pool_articles, int(neg_share * len(train)), rng)
+    n_answerable = sum(1 for ex in train if ex["answers"])  # the hard negatives do not count
+    negatives += shuffled_negatives(neg_pool_articles, int(neg_share * n_answerable), rng)
     counts["unanswerable"] = len(negatives)
     train += negatives
     aside_pos = answerable(aside_arts, "squad-dev-20-23")
@@ -345,11 +346,14 @@ def main(argv=None):
                          "in bfloat16 where the CPU has it, faster than int8 and closer to fp32, and in onnxruntime "
                          "fp32 elsewhere); yes; auto keeps int8 if it loses < 1 aside F1")
     args = ap.parse_args(argv)
+    if not 0 <= args.hard_negatives <= 1:
+        ap.error(f"--hard-negatives is a share of each source's questions, in 0..1, got {args.hard_negatives}")
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out_dir = Path(args.out)
-    train, aside_pos, aside_neg, counts = load_data(args.mix, args.seed, args.neg_v2, args.neg_share, args.hard_negatives)
+    train, aside_pos, aside_neg, counts = load_data(args.mix, args.seed, args.neg_v2, args.neg_share,
+                                                    args.hard_negatives)
     if args.calibrate_only:
         calibrate(out_dir, aside_pos, aside_neg, quantize=args.quantize == "yes")
         return
