@@ -190,7 +190,7 @@ class _PassageWords:
             terms.update(terms_of(text))  # "eight" in a passage is the question's "8"
             names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
             abbreviations.update(m.group(1).lower() for m in _ABBREVIATION.finditer(text)
-                                 if terms_of(m.group(1))[0] not in _MONTH_OF)
+                                 if (t := terms_of(m.group(1))) and t[0] not in _MONTH_OF)  # "The." has no term
             months.update(_MONTH_OF[terms_of(m.group(1))[0]] for m in _MONTH_DATE.finditer(text))
         terms.update(m.group(1) for t in list(terms) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
         months.update(t for t in terms if _MONTH_OF.get(t) == t)

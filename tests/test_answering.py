@@ -224,6 +224,7 @@ def test_name_check_forgives_a_typing_slip_an_ordinal_and_number_words():
     assert missing_names("What happened in March?", ["Violence marred the talks."]) == ["March"]
     assert missing_names("What happened in January?", ["Jan Pronk said so."]) == ["January"]
     assert missing_names("What did Marshall say?", ["On Mar. 3 he spoke."]) == ["Marshall"]
+    assert missing_names("What did Marshall say?", ["So said The. and Its. notes."]) == ["Marshall"]  # stopwords
     # ... and streets: "Ave." inside a sentence is Avenue; a word that ends a sentence is no abbreviation.
     assert missing_names("Who leases the Park Avenue offices?", ["offices on Park Ave. and signed a lease"]) == []
     assert missing_names("Who leases the Park Avenue offices?",
