@@ -235,8 +235,9 @@ def _month_forms() -> dict[str, str]:
 
 
 _MONTH_OF = _month_forms()
-# A month abbreviated in a date, as wire copy writes it: "Jan. 14", "Sept 3".
-_MONTH_DATE = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?\s+\d{1,2}\b")
+# A month abbreviated in a date, as wire copy writes it: "Jan. 14", "Sept 3" (the same months and
+# abbreviations as ``_MONTH_OF``).
+_MONTH_DATE = re.compile(rf"\b({'|'.join(m[:3].capitalize() for m in MONTH_NAMES)}|Sept)\.?\s+\d{{1,2}}\b")
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _MIN_TYPO_LETTERS = 8  # shorter names are one slip from other names too often (Reagan, Regan)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
