@@ -11,6 +11,10 @@ DATA RULES
   questions paired with another paragraph of their own article that holds none of their answers,
   and (``--hard-negatives``) questions paired with the paragraph of their source that a search
   ranks first among those that hold none of their answers.
+- ``--shared-norm N``: each answerable question is also read beside the N paragraphs of its source
+  that a search ranks best among those that hold none of its answers, and its answer's score is
+  normalised over all of them (Clark & Gardner 2018): ``ask`` compares the reader's scores across
+  the windows of several passages, which a reader trained one paragraph at a time never learns.
 
 Resumable: every ``--checkpoint-every`` steps the model, optimiser, schedule and position are saved in
 ``--cache`` (outside the repo); rerunning the same command continues from the last checkpoint.
@@ -92,31 +96,56 @@ def shuffled_negatives(articles, n: int, rng: random.Random) -> list[dict]:
     return out[:n]
 
 
-def hard_negatives(articles, examples: list[dict], share: float, rng: random.Random) -> list[dict]:
-    """A ``share`` of ``examples``, each paired with the paragraph of ``articles`` that shares most
-    of its words (idf-weighted, as ``ask``'s windows are chosen) and holds none of its answers: the
-    passage a search would put beside the right one. ``ask`` reads windows of several passages and
-    compares the reader's scores across them, so the reader should score such a near miss low,
-    which random paragraphs of the article (``shuffled_negatives``) teach it little about."""
-    paragraphs = list(dict.fromkeys(p["context"] for a in articles for p in a["paragraphs"]))
-    postings: dict[str, list[int]] = {}
-    for i, text in enumerate(paragraphs):
-        for term in set(tokenize(text)):
-            postings.setdefault(term, []).append(i)
-    out = []
-    for ex in rng.sample(examples, int(share * len(examples))):
+class NearMisses:
+    """The paragraphs of a source, searched as ``ask``'s windows are chosen (idf-weighted overlap
+    with the question), for the ones that hold none of a question's answers: the passages a search
+    puts beside the right one."""
+
+    def __init__(self, articles):
+        self.paragraphs = list(dict.fromkeys(p["context"] for a in articles for p in a["paragraphs"]))
+        self.postings: dict[str, list[int]] = {}
+        for i, text in enumerate(self.paragraphs):
+            for term in set(tokenize(text)):
+                self.postings.setdefault(term, []).append(i)
+
+    def of(self, ex: dict, n: int, searched: int = 10) -> list[str]:
+        """Up to ``n`` of the ``searched`` best paragraphs for ``ex``'s question that are not its
+        own and hold none of its answers, best first."""
         scores: dict[int, float] = {}
         for term in set(tokenize(ex["question"])):
-            ids = postings.get(term, ())
+            ids = self.postings.get(term, ())
             for i in ids:
-                scores[i] = scores.get(i, 0.0) + idf_weight(len(paragraphs), len(ids))
+                scores[i] = scores.get(i, 0.0) + idf_weight(len(self.paragraphs), len(ids))
         golds = [a.lower() for a in ex["answers"]]
-        for i in sorted(scores, key=lambda i: -scores[i])[:10]:
-            if paragraphs[i] != ex["context"] and not any(g in paragraphs[i].lower() for g in golds):
-                out.append({"id": ex["id"] + "_hard", "source": "hard-negative", "question": ex["question"],
-                            "context": paragraphs[i], "answers": []})
-                break
-    return out
+        out = []
+        for i in sorted(scores, key=lambda i: -scores[i])[:searched]:
+            if self.paragraphs[i] != ex["context"] and not any(g in self.paragraphs[i].lower() for g in golds):
+                out.append(self.paragraphs[i])
+                if len(out) == n:
+                    break
+        return out
+
+
+def hard_negatives(articles, examples: list[dict], share: float, rng: random.Random) -> list[dict]:
+    """A ``share`` of ``examples``, each paired with its best near miss (``NearMisses``) as an
+    unanswerable example. ``ask`` reads windows of several passages and compares the reader's
+    scores across them, so the reader should score such a near miss low, which random paragraphs
+    of the article (``shuffled_negatives``) teach it little about."""
+    near = NearMisses(articles)
+    return [{"id": ex["id"] + "_hard", "source": "hard-negative", "question": ex["question"], "context": found[0],
+             "answers": []}
+            for ex in rng.sample(examples, int(share * len(examples))) if (found := near.of(ex, 1))]
+
+
+def attach_distractors(articles, examples: list[dict], n: int) -> int:
+    """Give each example its ``n`` best near misses (``ex["distractors"]``), read beside it under
+    one shared normalisation (``shared_norm_loss``); returns how many examples got all ``n``."""
+    near = NearMisses(articles)
+    full = 0
+    for ex in examples:
+        ex["distractors"] = near.of(ex, n)
+        full += len(ex["distractors"]) == n
+    return full
 
 
 def parse_mix(spec: str) -> list[tuple[str, int | None]]:
@@ -131,7 +160,8 @@ def parse_mix(spec: str) -> list[tuple[str, int | None]]:
     return mix
 
 
-def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_share: float = 0.0):
+def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_share: float = 0.0,
+              shared_norm: int = 0):
     rng = random.Random(seed)
     v11 = load_squad(V11)[:N_FIT_ARTICLES]
     titles = [a["title"] for a in v11]
@@ -157,6 +187,8 @@ def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_sh
             hard = hard_negatives(arts, exs, hard_share, random.Random(f"{seed}-{name}-hard"))
             counts[f"{name}-hard-negatives"] = len(hard)
             train += hard
+        if shared_norm > 0:
+            counts[f"{name}-with-{shared_norm}-distractors"] = attach_distractors(arts, exs, shared_norm)
 
     neg_v2_train, neg_v2_aside = [], []
     for a in load_squad(V20):
@@ -180,11 +212,19 @@ def load_data(mix_spec: str, seed: int, n_neg_v2: int, neg_share: float, hard_sh
 
 
 def featurize(tokenizer, examples, max_len: int, stride: int, chunk: int = 2000):
-    """(input_ids, token_type_ids, start token, end token) per window; [CLS] (0) when the window lacks the answer."""
-    feats = []
+    """The windows of ``examples`` and how they are grouped for training.
+
+    Returns (feats, units). A feat is (input_ids, token_type_ids, start token, end token, read
+    alone?): start and end are [CLS] (0) when the window lacks the answer. A unit is a list of
+    feats trained in one batch: one window, or (an example with ``distractors``) the first window
+    that holds its answer followed by the first window of each distractor. A distractor's window
+    has no loss of its own (it is not taught "no answer"): it only shares the normalisation of
+    its example's span (``shared_norm_loss``)."""
+    feats, units = [], []
     for c in range(0, len(examples), chunk):
         part = examples[c : c + chunk]
         enc, windows = R.encode(tokenizer, [e["question"] for e in part], [e["context"] for e in part], max_len, stride)
+        grouped: dict[int, int] = {}  # example (in part) -> its answer window's feat
         for i, w in enumerate(windows):
             ex = part[w.context_index]
             sp = ep = 0
@@ -195,21 +235,63 @@ def featurize(tokenizer, examples, max_len: int, stride: int, chunk: int = 2000)
                 if toks and w.offsets[toks[0]][0] <= a0 and w.offsets[toks[-1]][1] >= a1:
                     sp = next(t for t in toks if w.offsets[t][1] > a0)
                     ep = max(t for t in toks if w.offsets[t][0] < a1)
-            feats.append((enc["input_ids"][i], enc["token_type_ids"][i], sp, ep))
-    return feats
+            feats.append((enc["input_ids"][i], enc["token_type_ids"][i], sp, ep, True))
+            if sp and ex.get("distractors") and w.context_index not in grouped:
+                grouped[w.context_index] = len(feats) - 1
+            else:
+                units.append([len(feats) - 1])
+        owners = [k for k in grouped for _ in part[k]["distractors"]]
+        if owners:
+            enc, windows = R.encode(tokenizer, [part[k]["question"] for k in owners],
+                                    [d for k in grouped for d in part[k]["distractors"]], max_len, stride)
+            members: dict[int, list[int]] = {k: [grouped[k]] for k in grouped}
+            seen = set()
+            for i, w in enumerate(windows):
+                if w.context_index in seen:
+                    continue  # a long distractor: its first window only
+                seen.add(w.context_index)
+                feats.append((enc["input_ids"][i], enc["token_type_ids"][i], 0, 0, False))
+                members[owners[w.context_index]].append(len(feats) - 1)
+            units += members.values()
+    return feats, units
 
 
-def epoch_batches(n_feats: int, lengths: list[int], bs: int, seed: int, epoch: int) -> list[list[int]]:
-    """Shuffled batches of similar lengths; the same (seed, epoch) always gives the same order (resume)."""
+def epoch_batches(units: list[list[int]], lengths: list[int], bs: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches of similar lengths, of about ``bs`` windows: units of one window in batches
+    of ``bs``, units of a question and its distractors whole, as many as fit in ``bs`` windows (at
+    least one). The same (seed, epoch) always gives the same order (resume)."""
     rng = random.Random(seed * 1000 + epoch)
-    idx = list(range(n_feats))
-    rng.shuffle(idx)
     out = []
-    for c in range(0, n_feats, bs * 50):
-        part = sorted(idx[c : c + bs * 50], key=lambda i: lengths[i])
-        out += [part[b : b + bs] for b in range(0, len(part), bs)]
+    for size in sorted({len(u) for u in units}):
+        same = [u for u in units if len(u) == size]
+        rng.shuffle(same)
+        per = max(1, bs // size)
+        for c in range(0, len(same), per * 50):
+            part = sorted(same[c : c + per * 50], key=lambda u: max(lengths[i] for i in u))
+            out += [[i for u in part[b : b + per] for i in u] for b in range(0, len(part), per)]
     rng.shuffle(out)
     return out
+
+
+def shared_norm_loss(start, end, tt, sp, ep, alone, device) -> torch.Tensor:
+    """Cross-entropy of each grouped question's answer against the spans of its own window and of
+    its distractors' windows together (Clark & Gardner 2018, "shared normalisation"): the reader's
+    scores become comparable across passages, as ``ask`` compares them. A group starts at a window
+    read alone with an answer and runs over the distractor windows after it; context tokens only."""
+    ctx_start = start.masked_fill(tt == 0, -1e4)
+    ctx_end = end.masked_fill(tt == 0, -1e4)
+    losses = []
+    rows = alone.tolist()
+    r = 0
+    while r < len(rows):
+        g = r + 1
+        while g < len(rows) and not rows[g]:
+            g += 1
+        if g - r > 1 and sp[r] > 0:
+            s_all, e_all = ctx_start[r:g].reshape(-1), ctx_end[r:g].reshape(-1)
+            losses.append((torch.logsumexp(s_all, 0) - ctx_start[r, sp[r]] + torch.logsumexp(e_all, 0) - ctx_end[r, ep[r]]) / 2)
+        r = g
+    return torch.stack(losses).mean() if losses else torch.zeros((), device=device)
 
 
 def collate(feats, idx, device):
@@ -224,7 +306,8 @@ def collate(feats, idx, device):
         am[r, :L] = 1
     sp = torch.tensor([feats[i][2] for i in idx])
     ep = torch.tensor([feats[i][3] for i in idx])
-    return ids.to(device), am.to(device), tt.to(device), sp.to(device), ep.to(device)
+    alone = torch.tensor([feats[i][4] for i in idx])
+    return ids.to(device), am.to(device), tt.to(device), sp.to(device), ep.to(device), alone.to(device)
 
 
 def predict_top(reader: R.Reader, examples, bs: int = 64):
@@ -331,6 +414,9 @@ def main(argv=None):
     ap.add_argument("--hard-negatives", type=float, default=0.0,
                     help="for this share of each source's questions, the paragraph of the source a search ranks "
                          "first that lacks the answer, as an unanswerable example")
+    ap.add_argument("--shared-norm", type=int, default=0,
+                    help="read each answerable question beside this many of its near misses (the passages of its source "
+                         "a search ranks best that lack the answer) and normalise its answer's score over all of them")
     ap.add_argument("--warmup", type=float, default=0.06)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
@@ -348,12 +434,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not 0 <= args.hard_negatives <= 1:
         ap.error(f"--hard-negatives is a share of each source's questions, in 0..1, got {args.hard_negatives}")
+    if args.shared_norm < 0:
+        ap.error(f"--shared-norm is a number of near misses per question, got {args.shared_norm}")
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out_dir = Path(args.out)
     train, aside_pos, aside_neg, counts = load_data(args.mix, args.seed, args.neg_v2, args.neg_share,
-                                                    args.hard_negatives)
+                                                    args.hard_negatives, args.shared_norm)
     if args.calibrate_only:
         calibrate(out_dir, aside_pos, aside_neg, quantize=args.quantize == "yes")
         return
@@ -362,9 +450,10 @@ def main(argv=None):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(R.base_model_path())
-    feats = featurize(tok, train, args.max_len, args.stride)
+    feats, units = featurize(tok, train, args.max_len, args.stride)
     lengths = [len(f[0]) for f in feats]
-    log(f"train windows {len(feats)}, mean length {np.mean(lengths):.0f}")
+    log(f"train windows {len(feats)} in {len(units)} units ({sum(len(u) > 1 for u in units)} questions read beside "
+        f"near misses), mean length {np.mean(lengths):.0f}")
 
     torch.manual_seed(args.seed)
     if args.init_from:
@@ -377,7 +466,7 @@ def main(argv=None):
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    steps_per_epoch = math.ceil(len(feats) / args.batch)
+    steps_per_epoch = len(epoch_batches(units, lengths, args.batch, args.seed, 0))
     total = int(steps_per_epoch * args.epochs)
     warm = int(total * args.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -388,6 +477,8 @@ def main(argv=None):
     run_key = f"mix={args.mix}|lr={args.lr}|batch={args.batch}|seed={args.seed}|len={args.max_len}/{args.stride}|neg={args.neg_v2}/{args.neg_share}"
     if args.hard_negatives:
         run_key += f"|hard={args.hard_negatives}"
+    if args.shared_norm:
+        run_key += f"|shared-norm={args.shared_norm}"
     if args.init_from:
         run_key += f"|init={_weights_digest(Path(args.init_from) / R.WEIGHTS_FILE)}"
     cache = Path(args.cache)
@@ -420,19 +511,21 @@ def main(argv=None):
     best_path = cache / "best"
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
-        order = epoch_batches(len(feats), lengths, args.batch, args.seed, epoch)
+        order = epoch_batches(units, lengths, args.batch, args.seed, epoch)
         model.train()
         run_loss = 0.0
         for idx in order[pos:]:
             if step >= total:
                 break
-            ids, am, tt, sp, ep = collate(feats, idx, device)
+            ids, am, tt, sp, ep, alone = collate(feats, idx, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 s, e = model(ids, am, tt)
             s, e = s.float(), e.float()
             s = s.masked_fill(am == 0, -1e4)
             e = e.masked_fill(am == 0, -1e4)
-            loss = (ce(s, sp) + ce(e, ep)) / 2
+            loss = (ce(s[alone], sp[alone]) + ce(e[alone], ep[alone])) / 2
+            if not alone.all():
+                loss = loss + shared_norm_loss(s, e, tt, sp, ep, alone, device)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
