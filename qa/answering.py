@@ -106,15 +106,16 @@ class Answerer:
         replace?") is about the story its previous answer came from: when some of the passages
         found quote that answer, the ``k`` are taken from their stories alone, so that the reply
         is not about another man another story says was replaced."""
-        sources = self.retriever.sources(resolved.search_query, k=k, filters=filters)
         if not (resolved.is_followup and resolved.previous_answer):
-            return sources
+            return self.retriever.sources(resolved.search_query, k=k, filters=filters)
+        vector = self.retriever.query_vector(resolved.search_query)  # searched twice, embedded once
+        sources = self.retriever.sources(resolved.search_query, k=k, filters=filters, vector=vector)
         quoted = re.compile(rf"(?<!\w){re.escape(resolved.previous_answer)}(?!\w)")  # "12" is not in "120"
         story = frozenset(s.passage.doc_id for s in sources if quoted.search(s.document_text))
         if not story or story == {s.passage.doc_id for s in sources}:
             return sources
         within = replace(Filters.parse(filters) or Filters(), doc_ids=story)  # the user's own filters kept
-        return self.retriever.sources(resolved.search_query, k=k, filters=within)
+        return self.retriever.sources(resolved.search_query, k=k, filters=within, vector=vector)
 
     def read(self, question: str, sources: list[Source], idf=None) -> "Reading":
         """The question as the reader reads it over given ``sources`` (best first; a role

@@ -111,10 +111,11 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def sources(self, query: str, k: int = 5, filters: dict | Filters | None = None) -> list[Source]:
+    def sources(self, query: str, k: int = 5, filters: dict | Filters | None = None,
+                vector: np.ndarray | None = None) -> list[Source]:
         """``retrieve``'s passages with what reading them needs: their documents' text and sentences."""
         out = []
-        for passage in self.retrieve(query, k=k, filters=filters):
+        for passage in self.retrieve(query, k=k, filters=filters, vector=vector):
             row = self.store.chunk_row(passage.chunk_id)
             # A chunk stored without sentence offsets is read whole (``reading_windows`` falls back to the passage).
             out.append(Source(passage, self.store.documents[passage.doc_id].text, list(row.sentences)))
@@ -124,10 +125,16 @@ class Retriever:
         """The collection's idf of each term (BM25's), for weighing the words a question shares."""
         return self.store.lexical.idf(terms)
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The dense vector ``retrieve`` searches with for ``query``: a caller that searches one
+        question twice (a follow-up: all stories, then its previous answer's) embeds it once."""
+        return self.embedder.encode_query(check_query(query))
+
     def retrieve(self, query: str, k: int = 5, filters: dict | Filters | None = None, mode: str = "hybrid",
-                 candidates: int | None = None, limit: int = MAX_K) -> list[Passage]:
+                 candidates: int | None = None, limit: int = MAX_K, vector: np.ndarray | None = None) -> list[Passage]:
         """``limit`` bounds ``k`` (MAX_K for questions from outside; an evaluation that ranks
-        hundreds of passages raises it explicitly)."""
+        hundreds of passages raises it explicitly). ``vector``: ``query_vector(query)``, when the
+        caller has it already."""
         query = check_query(query)
         k = check_k(k, limit)
         if k <= 0:
@@ -147,7 +154,9 @@ class Retriever:
         raw: dict[str, dict[int, float]] = {}
         if mode in ("hybrid", "dense"):
             allowed_ids = store.vector_ids[allowed_rows] if allowed_rows is not None else None
-            ids, scores = store.vectors.search(self.embedder.encode_query(query), n, allowed_ids)
+            if vector is None:
+                vector = self.embedder.encode_query(query)
+            ids, scores = store.vectors.search(vector, n, allowed_ids)
             rows = store.rows_of_vectors(ids).tolist()
             ranked.append(rows)
             raw["dense"] = dict(zip(rows, scores.tolist()))

@@ -116,6 +116,22 @@ def test_a_follow_up_reads_the_story_its_previous_answer_came_from(seed_index):
         swapped.search_query, k=5)
 
 
+def test_a_follow_up_is_embedded_once_though_searched_twice(seed_index, monkeypatch):
+    embedder = seed_index.retriever.embedder
+    asked = []
+    real = embedder.encode_query
+    monkeypatch.setattr(embedder, "encode_query", lambda q: asked.append(q) or real(q))
+    history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
+    resolved = resolve_followup("Which region did he go to?", history)
+    read = seed_index.answerer.sources(resolved, k=5)
+    assert asked == [resolved.search_query]
+    # the same passages as searching with the question's own vector each time
+    monkeypatch.setattr(embedder, "encode_query", real)
+    quoting = {s.passage.doc_id for s in seed_index.retriever.sources(resolved.search_query, k=5)
+               if "Ermukhamet Yertysbayev" in s.document_text}
+    assert read == seed_index.retriever.sources(resolved.search_query, k=5, filters={"doc_ids": sorted(quoting)})
+
+
 def test_self_contained_question_is_not_polluted_by_history(seed_index):
     history = [("Who chairs the People's Party of Kazakhstan?", "Ermukhamet Yertysbayev")]
     for question in ("What does Bakytty Otbasy mean?", "Who received Baibek?"):
