@@ -344,8 +344,10 @@ class AskedFor:
 
     def coverage(self, terms: set[str]) -> float:
         """The idf-weighted share of the question's terms among ``terms``."""
-        total = sum(self.weights.values())
-        return sum(w for t, w in self.weights.items() if t in terms) / total if total > 0 else 0.0
+        # fsum: exact, so the same in every process (a set's order, and with it a plain sum's last
+        # bit, changes with Python's hash seed; equal windows then swapped places between runs).
+        total = math.fsum(self.weights.values())
+        return math.fsum(w for t, w in self.weights.items() if t in terms) / total if total > 0 else 0.0
 
 
 _NUMBER_WORDS = (

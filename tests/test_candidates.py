@@ -346,3 +346,16 @@ def test_read_gives_no_candidates_when_the_sources_lack_a_name_of_the_question()
     reading = _reads().read("How many jobs will the Enbek Program create in Almaty?", [_source("enbek", text)])
     assert reading.candidates == [] and reading.missing_names == ("Almaty",)
     assert _reads().read("How many jobs will the Enbek Program create?", [_source("enbek", text)]).missing_names == ()
+
+
+def test_coverage_is_the_same_whatever_order_the_terms_come_in():
+    # A set's order changes with Python's hash seed, and a plain float sum's last bit with it,
+    # which swapped windows of equal coverage between runs (and the answer scorer's fit with them).
+    import itertools
+
+    weights = {"a": 4.238, "b": 3.814, "c": 2.161, "d": 1.369, "e": 2.605}
+    window = {"a", "b", "c"}
+    orders = [dict(p) for p in itertools.permutations(weights.items())]
+    naive = {sum(w for t, w in o.items() if t in window) / sum(o.values()) for o in orders}
+    assert len(naive) > 1  # the trap this avoids
+    assert {AskedFor(frozenset(o), o, (), None, None).coverage(window) for o in orders} == {10.213 / 14.187}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import time
@@ -104,7 +105,8 @@ class ParagraphPool:
         """The PASSAGES best paragraphs by idf-weighted question-term overlap, as sources to read."""
         q_terms = set(tokenize(question))
         weights = self.idf(q_terms)
-        scores = [sum(weights[t] for t in q_terms & terms) for terms in self.terms]
+        # fsum is exact, so equal scores tie in every process whatever the sets' (hash-seeded) order
+        scores = [math.fsum(weights[t] for t in q_terms & terms) for terms in self.terms]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[:PASSAGES]
         out = []
         for i in order:

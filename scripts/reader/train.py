@@ -112,7 +112,7 @@ class NearMisses:
         """Up to ``n`` of the ``searched`` best paragraphs for ``ex``'s question that are not its
         own and hold none of its answers, best first."""
         scores: dict[int, float] = {}
-        for term in set(tokenize(ex["question"])):
+        for term in sorted(set(tokenize(ex["question"]))):  # one order in every process (hash seeds differ)
             ids = self.postings.get(term, ())
             for i in ids:
                 scores[i] = scores.get(i, 0.0) + idf_weight(len(self.paragraphs), len(ids))
