@@ -183,11 +183,13 @@ class _PassageWords:
     names: set[str]  # the terms of capitalised words
     abbreviations: set[str]  # "ave" for "on Park Ave. and ...", months left out
     months: set[str]  # the months named, in full or in a date ("Jan. 14"), as their full terms
+    acronyms: set[str]  # the initials of capitalised phrases: "nasa" for "National Aeronautics and Space Administration"
 
     @classmethod
     def of(cls, texts: list[str]) -> "_PassageWords":
-        terms, names, abbreviations, months = set(), set(), set(), set()
+        terms, names, abbreviations, months, acronyms = set(), set(), set(), set(), set()
         for text in texts:
+            acronyms.update(a for m in _NAME_PHRASE.finditer(text) for a in _initials(m.group(0)))
             terms.update(terms_of(text))  # "eight" in a passage is the question's "8"
             names.update(t for m in _CAPITALISED.finditer(text) for t in terms_of(m.group(0)))
             abbreviations.update(m.group(1).lower() for m in _ABBREVIATION.finditer(text)
@@ -195,7 +197,7 @@ class _PassageWords:
             months.update(_MONTH_OF[terms_of(m.group(1))[0]] for m in _MONTH_DATE.finditer(text))
         terms.update(m.group(1) for t in list(terms) if (m := _ORDINAL.fullmatch(t)))  # "20th" is 20
         months.update(t for t in terms if _MONTH_OF.get(t) == t)
-        return cls(terms, names, abbreviations, months)
+        return cls(terms, names, abbreviations, months, acronyms)
 
 
 def _name_term_present(term: str, passages: _PassageWords) -> bool:
@@ -247,6 +249,26 @@ _CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
 _ABBREVIATION = re.compile(r"\b([A-Z][a-z]{2,4})\.(?=\s+[a-z0-9])")
 
 
+# Capitalised words run together, with the small words a name keeps inside it: "National
+# Aeronautics and Space Administration", "Organization of Petroleum Exporting Countries".
+_NAME_PHRASE = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:(?:and|of|for|the|&)\s+)*[A-Z][\w'’-]*)+")
+_NAME_PHRASE_SKIP = frozenset({"and", "of", "for", "the", "&"})
+
+
+def _initials(phrase: str) -> set[str]:
+    """The initials of each run of two or more capitalised words of ``phrase`` (its small words
+    skipped): "imf" and "mf" for "International Monetary Fund"."""
+    words = [w for w in phrase.split() if w.lower() not in _NAME_PHRASE_SKIP]
+    return {"".join(w[0] for w in words[i:j]).lower() for i in range(len(words)) for j in range(i + 2, len(words) + 1)}
+
+
+def _is_acronym_of_passages(word: str, passages: _PassageWords) -> bool:
+    """``word`` is in capitals ("NASA", "U.S") and the passages spell out a name with its
+    initials ("National Aeronautics and Space Administration", "United States")."""
+    letters = re.sub(r"[.'’-]", "", word)
+    return len(letters) >= 2 and letters.isupper() and letters.isalpha() and letters.lower() in passages.acronyms
+
+
 def _one_slip_apart(a: str, b: str) -> bool:
     """One letter added, dropped, changed or two neighbours swapped turn ``a`` into ``b``."""
     if a == b:
@@ -263,11 +285,13 @@ def _one_slip_apart(a: str, b: str) -> bool:
 
 def missing_names(question: str, passage_texts: list[str]) -> list[str]:
     """Names and numbers of the question (capitalised words after the first, figures) that none
-    of the passages contains, in any form ("Brazilian" is found by "Brazil")."""
+    of the passages contains, in any form ("Brazilian" is found by "Brazil", "NASA" by "National
+    Aeronautics and Space Administration")."""
     words = [re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_WORD.finditer(question)
              if m.start() > 0 and not _opens_sentence(question, m.start(), m.group(0))]
     passages = _PassageWords.of(passage_texts)
-    return [w for w in words if (terms := terms_of(w)) and not all(_name_term_present(t, passages) for t in terms)]
+    return [w for w in words if (terms := terms_of(w)) and not all(_name_term_present(t, passages) for t in terms)
+            and not _is_acronym_of_passages(w, passages)]
 
 
 def cite(question: str, reader_question: str, candidates: list[Candidate], passages: list[Passage],

@@ -212,6 +212,19 @@ def test_name_check_finds_country_adjectives_but_not_lookalikes():
     assert missing_names("Who chairs the party of Kazakhstan?", ["The Kazakh party met."]) == ["Kazakhstan"]
 
 
+def test_name_check_takes_an_acronym_for_the_name_the_passages_spell_out():
+    from qa.answering import missing_names
+
+    # Wire copy spells a name out where a reader writes its initials.
+    assert missing_names("How much did NASA pay?", ["The National Aeronautics and Space Administration paid."]) == []
+    assert missing_names("What did OPEC decide?", ["The Organization of Petroleum Exporting Countries met."]) == []
+    assert missing_names("What is the U.S. deficit?", ["The United States deficit grew."]) == []
+    # Other initials, or a word that is not in capitals, are still missing.
+    assert missing_names("What did the IMF say?", ["The International Finance Corp said."]) == ["IMF"]
+    assert missing_names("What did Nasdaq report?", ["The National Association of Securities Dealers said."]) == ["Nasdaq"]
+    assert missing_names("What did the EC say?", ["The ministers of the European and Asian states met."]) == ["EC"]
+
+
 def test_name_check_skips_a_later_sentence_s_opening_word_but_not_a_name():
     from qa.answering import missing_names
 
