@@ -255,11 +255,15 @@ _NAME_PHRASE = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:(?:and|of|for|the|&)\s+)*[
 _NAME_PHRASE_SKIP = frozenset({"and", "of", "for", "the", "&"})
 
 
+_MAX_ACRONYM = 10  # letters: a passage in capitals is one long run, and its runs' initials grow as its square
+
+
 def _initials(phrase: str) -> set[str]:
-    """The initials of each run of two or more capitalised words of ``phrase`` (its small words
-    skipped): "imf" and "mf" for "International Monetary Fund"."""
+    """The initials of each run of 2 to ``_MAX_ACRONYM`` capitalised words of ``phrase`` (its
+    small words skipped): "imf" and "mf" for "International Monetary Fund"."""
     words = [w for w in phrase.split() if w.lower() not in _NAME_PHRASE_SKIP]
-    return {"".join(w[0] for w in words[i:j]).lower() for i in range(len(words)) for j in range(i + 2, len(words) + 1)}
+    return {"".join(w[0] for w in words[i:j]).lower()
+            for i in range(len(words)) for j in range(i + 2, min(len(words), i + _MAX_ACRONYM) + 1)}
 
 
 def _is_acronym_of_passages(word: str, passages: _PassageWords) -> bool:
