@@ -243,7 +243,8 @@ _MONTH_OF = _month_forms()
 _MONTH_DATE = re.compile(rf"\b({'|'.join(m[:3].capitalize() for m in MONTH_NAMES)}|Sept)\.?\s+\d{{1,2}}\b")
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _MIN_TYPO_LETTERS = 8  # shorter names are one slip from other names too often (Reagan, Regan)
-_CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
+_CAPITALISED_WORD = r"[A-Z][\w'’-]*"
+_CAPITALISED = re.compile(rf"\b{_CAPITALISED_WORD}")
 # "Ave." in "on Park Ave. and signed": a short capitalised word cut with a full stop inside a
 # sentence (a small letter or a figure follows), not a name that ends one.
 _ABBREVIATION = re.compile(r"\b([A-Z][a-z]{2,4})\.(?=\s+[a-z0-9])")
@@ -251,10 +252,9 @@ _ABBREVIATION = re.compile(r"\b([A-Z][a-z]{2,4})\.(?=\s+[a-z0-9])")
 
 # Capitalised words run together, with the small words a name keeps inside it: "National
 # Aeronautics and Space Administration", "Organization of Petroleum Exporting Countries".
-_NAME_PHRASE = re.compile(r"\b[A-Z][\w'’-]*(?:\s+(?:(?:and|of|for|the|&)\s+)*[A-Z][\w'’-]*)+")
 _NAME_PHRASE_SKIP = frozenset({"and", "of", "for", "the", "&"})
-
-
+_NAME_PHRASE = re.compile(rf"\b{_CAPITALISED_WORD}(?:\s+(?:(?:{'|'.join(map(re.escape, sorted(_NAME_PHRASE_SKIP)))})\s+)*"
+                          rf"{_CAPITALISED_WORD})+")
 _MAX_ACRONYM = 10  # letters: a passage in capitals is one long run, and its runs' initials grow as its square
 
 
